@@ -1,0 +1,251 @@
+package middleware
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dynkey/dynkey/auth"
+	"github.com/dynkey/dynkey/policy"
+	"github.com/dynkey/dynkey/wire"
+)
+
+// Endpoints serves the key directory (GET /.well-known/dynkey/keys), login
+// (POST /dynkey/login) and heartbeat (POST /dynkey/heartbeat). Mount it at
+// the root of the URL space (or route those three paths to it).
+func (m *Middleware) Endpoints() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case wire.PathKeys:
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				m.writeProblem(w, refuse(wire.CodeMethod, "use GET"))
+				return
+			}
+			m.serveKeys(w)
+		case wire.PathLogin:
+			if r.Method != http.MethodPost {
+				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
+				return
+			}
+			m.serveLogin(w, r)
+		case wire.PathHeartbeat:
+			if r.Method != http.MethodPost {
+				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
+				return
+			}
+			m.serveHeartbeat(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+func (m *Middleware) serveKeys(w http.ResponseWriter) {
+	sd, err := m.directory()
+	if err != nil {
+		m.writeProblem(w, unavailable(err))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, "application/json", sd)
+}
+
+// serveLogin is patent steps a1–a3: the login is sealed to the server key
+// and authenticated by the client's first key; the password is checked by
+// the Authenticator, with failed attempts throttled per username (hole 8);
+// the response carries the token, sealed so only this client reads it.
+func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	body, perr := m.readEnvelope(w, r)
+	if perr != nil {
+		m.writeProblem(w, perr)
+		return
+	}
+	now := m.now()
+	req, sk, perr := m.parseAndCheck(ctx, body, wire.TypeLogin, now)
+	if perr != nil {
+		m.writeProblem(w, perr)
+		return
+	}
+	cpk, err := m.suite.ParsePublicKey(req.ClientKey)
+	if err != nil {
+		m.writeProblem(w, refuse(wire.CodeBadFormat, "malformed client public key"))
+		return
+	}
+	if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
+		m.writeProblem(w, perr)
+		return
+	}
+	aad := wire.RequestAAD(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, req.Header)
+	pt, secret, err := m.suite.Open(sk.private, cpk, []byte(wire.InfoLogin), aad, req.Ciphertext)
+	if err != nil {
+		m.writeProblem(w, refuse(wire.CodeDecryptFailed, "the envelope did not authenticate"))
+		return
+	}
+	inner, err := wire.ParseInner(pt)
+	if err != nil || inner.Rotating() {
+		m.writeProblem(w, refuse(wire.CodeBadFormat, "malformed login"))
+		return
+	}
+	var lr wire.LoginRequest
+	if err := json.Unmarshal(inner.Body, &lr); err != nil || lr.Username == "" || len(lr.Username) > maxUsername {
+		m.writeProblem(w, refuse(wire.CodeBadFormat, "login body must be {\"username\",\"password\"}"))
+		return
+	}
+	x := &Exchange{m: m, secret: secret, messageID: req.MessageID}
+	resp, perr := m.login(ctx, &lr, req.ClientKey, now)
+	if perr != nil {
+		m.writeProblem(w, perr)
+		return
+	}
+	b, _ := json.Marshal(resp)
+	w.Header().Set("Content-Type", "application/json")
+	x.WriteResponse(w, http.StatusOK, b)
+}
+
+func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey []byte, now time.Time) (*wire.LoginResponse, *problemError) {
+	tkey := throttleKey(lr.Username)
+	fails, _, err := m.failedLogins(ctx, tkey)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if fails >= m.o.MaxFailedLogins {
+		return nil, refuse(wire.CodeLoginThrottled, "too many failed logins; wait and retry")
+	}
+	if m.o.Authenticator == nil {
+		return nil, refuse(wire.CodeLoginFailed, "login is not configured")
+	}
+	if err := m.o.Authenticator.Authenticate(ctx, lr.Username, lr.Password); err != nil {
+		if !errors.Is(err, auth.ErrBadCredentials) {
+			return nil, unavailable(err)
+		}
+		if err := m.countFailedLogin(ctx, tkey, now); err != nil {
+			return nil, unavailable(err)
+		}
+		return nil, refuse(wire.CodeLoginFailed, "bad username or password")
+	}
+	_ = m.o.Store.Delete(ctx, tkey)
+
+	c := &claims{Username: lr.Username, STime: now, Issued: now, Expires: now.Add(m.o.TokenTTL)}
+	if _, err := io.ReadFull(m.o.Rand, c.TokenID[:]); err != nil {
+		return nil, unavailable(err)
+	}
+	if _, err := io.ReadFull(m.o.Rand, c.SessionID[:]); err != nil {
+		return nil, unavailable(err)
+	}
+	sr := sessionRecord{Username: lr.Username, Suite: m.suite.Name(), ClientKey: clientKey,
+		KeyInstalled: now.UnixMilli(), Expires: c.Expires.UnixMilli()}
+	b, _ := json.Marshal(sr)
+	if _, err := m.o.Store.CompareAndSwap(ctx, sessionKey(c.SessionID), 0, b, c.Expires); err != nil {
+		return nil, unavailable(err)
+	}
+	tok, err := m.mintToken(c)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	dir, err := m.directory()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return &wire.LoginResponse{
+		Token:        tok,
+		TokenExpires: c.Expires.UnixMilli(),
+		ClientKeyID:  wire.ComputeKeyID(m.suite.Name(), clientKey).String(),
+		STime:        now.UnixMilli(),
+		Directory:    dir,
+	}, nil
+}
+
+func throttleKey(username string) string {
+	h := sha256.Sum256([]byte(username))
+	return "dynkey/throttle/" + hex.EncodeToString(h[:16])
+}
+
+func (m *Middleware) failedLogins(ctx context.Context, key string) (int, uint64, error) {
+	e, err := m.o.Store.Get(ctx, key)
+	if errors.Is(err, errNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	n, _ := strconv.Atoi(string(e.Value))
+	return n, e.Version, nil
+}
+
+func (m *Middleware) countFailedLogin(ctx context.Context, key string, now time.Time) error {
+	for range 8 {
+		n, v, err := m.failedLogins(ctx, key)
+		if err != nil {
+			return err
+		}
+		_, err = m.o.Store.CompareAndSwap(ctx, key, v, []byte(strconv.Itoa(n+1)), now.Add(m.o.LoginThrottleWindow))
+		if !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveHeartbeat answers with the server's time and the signed key
+// directory, inside a response only this client can open: a new server key
+// reaches the client authenticated twice, by the identity signature and by
+// the response AEAD keyed from the request to the key the client trusts.
+func (m *Middleware) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
+	o, perr := m.open(w, r)
+	if perr != nil {
+		m.writeProblem(w, perr)
+		return
+	}
+	x := &Exchange{m: m, secret: o.secret, messageID: o.req.MessageID}
+	dir, err := m.directory()
+	if err != nil {
+		m.writeProblem(w, unavailable(err))
+		return
+	}
+	now := m.now()
+	hb := wire.HeartbeatResponse{STime: now.UnixMilli(), Directory: dir}
+	if m.o.RotateClientAfter > 0 && !o.session.Rotated {
+		if installed, ok := m.keyInstalled(r.Context(), o); ok {
+			hb.RotateClientKey = policy.MaxAge(m.o.RotateClientAfter).Decide(policy.Facts{Now: now, Age: now.Sub(installed)}) == policy.Rotate
+		}
+	}
+	b, _ := json.Marshal(hb)
+	w.Header().Set("Content-Type", "application/json")
+	x.WriteResponse(w, http.StatusOK, b)
+}
+
+func (m *Middleware) keyInstalled(ctx context.Context, o *opened) (time.Time, bool) {
+	e, err := m.o.Store.Get(ctx, sessionKey(o.claims.SessionID))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var sr sessionRecord
+	if json.Unmarshal(e.Value, &sr) != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(sr.KeyInstalled), true
+}
+
+// writeProblem sends a refusal as RFC 9457 problem details.
+func (m *Middleware) writeProblem(w http.ResponseWriter, perr *problemError) {
+	if perr.err != nil {
+		m.log.Warn("dynkey: request refused", "code", perr.p.Code, "err", perr.err)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, perr.p.Status, wire.ProblemMediaType, perr.p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, ct string, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,283 @@
+// Package middleware is dynkey's framework-agnostic server core, in the
+// native net/http shape.
+//
+// It serves the key directory, login and heartbeat endpoints, opens every
+// request envelope to a protected route (after cheap checks: format, suite,
+// key id, token, freshness, session, replay), hands the handler the plaintext,
+// and seals the handler's response so that only the client that sent the
+// request can read it. It rotates the server key pair by policy, replaces a
+// client's key when the client asks with proof of both keys, and keeps all
+// state in a [store.Store] shared by every instance.
+//
+// # Use
+//
+//	m, err := middleware.New(middleware.Options{Store: st, Authenticator: users})
+//	mux.Handle("/dynkey/", m.Endpoints())
+//	mux.Handle("/.well-known/dynkey/", m.Endpoints())
+//	mux.Handle("/api/", m.Handler(api))
+//	defer m.Close()
+//
+// Framework adapters (adapters/gin) call [Middleware.OpenRequest] and
+// [Exchange.WriteResponse] directly.
+//
+// # Errors
+//
+// Every refusal is an RFC 9457 application/problem+json body with a stable
+// code (see wire.Code and docs/PROTOCOL.md). Bad input never panics, never
+// yields a 500, and never reaches a protected handler.
+package middleware
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dynkey/dynkey/auth"
+	"github.com/dynkey/dynkey/crypto"
+	"github.com/dynkey/dynkey/policy"
+	"github.com/dynkey/dynkey/store"
+	"github.com/dynkey/dynkey/store/memory"
+	"github.com/dynkey/dynkey/wire"
+
+	// The default suite.
+	_ "github.com/dynkey/dynkey/crypto/ecies"
+)
+
+// Options configure a Middleware. The zero value of every field is a safe
+// default, except Authenticator, which login needs.
+type Options struct {
+	// Suite is the algorithm suite of new server keys and sessions, by
+	// registered name. Default "ecies-x25519".
+	Suite string
+
+	// Store holds sessions, the key ring and replay ids. Instances that
+	// share a store form one cluster. Default: a new in-memory store (one
+	// instance, state lost on restart).
+	Store store.Store
+
+	// Authenticator checks passwords at login. Required for login; without
+	// it every login is refused.
+	Authenticator auth.Authenticator
+
+	// KeyEncryptionKey (32 bytes) seals server private keys, token keys and
+	// the identity key before they reach the store. All instances of a
+	// cluster need the same one, and it must survive restarts for a durable
+	// store to be readable. Default: a random key for this process only
+	// (fine for the memory store; a durable store then cannot be reopened
+	// by a later process).
+	KeyEncryptionKey []byte
+
+	// ServerPolicy decides when the server key pair rotates.
+	// Default policy.Uptime(24h) (claim 6).
+	ServerPolicy policy.Policy
+
+	// ServerKeyGrace is how long a retired server key still opens messages
+	// (decrypt-only) before its private key is destroyed. It must outlast a
+	// client's heartbeat interval plus its retries. Default 10m.
+	ServerKeyGrace time.Duration
+
+	// ClientKeyGrace is how long a client's previous key is still accepted
+	// after it rotated, for requests already in flight. Default 2m.
+	ClientKeyGrace time.Duration
+
+	// TokenTTL is the lifetime of a login token and its session.
+	// Default 12h.
+	TokenTTL time.Duration
+
+	// FreshnessWindow bounds |server clock − (s_time + elapsed)| of every
+	// message, and is how long message ids are remembered. Default 2m.
+	FreshnessWindow time.Duration
+
+	// RotationOffsetThreshold bounds |(receive time − s_time) − time_offset|
+	// of a client key rotation (claim 4). Default 30s.
+	RotationOffsetThreshold time.Duration
+
+	// RotateClientAfter makes heartbeat responses ask clients whose key is
+	// older than this to rotate it. Default 0: never asked.
+	RotateClientAfter time.Duration
+
+	// MaxBodySize limits the plaintext body of a request. Default 1 MiB.
+	MaxBodySize int64
+
+	// MaxFailedLogins is how many failed logins a username may have within
+	// LoginThrottleWindow before logins are refused with "login-throttled".
+	// Default 10 within 15m.
+	MaxFailedLogins     int
+	LoginThrottleWindow time.Duration
+
+	// MaintainInterval is how often the background loop checks the server
+	// policy and the key lifecycle. Default 10s. Negative disables the loop
+	// (call Maintain yourself).
+	MaintainInterval time.Duration
+
+	// IdentityKey signs the key directory. Clients may pin its public key.
+	// Default: generated once and kept (sealed) in the store.
+	IdentityKey ed25519.PrivateKey
+
+	// Logger receives operational events. Default slog.Default().
+	Logger *slog.Logger
+
+	// Now and Rand replace the clock and the randomness, for tests.
+	// Defaults time.Now and crypto/rand.Reader.
+	Now  func() time.Time
+	Rand io.Reader
+}
+
+// Middleware is a dynkey server. It is safe for concurrent use.
+type Middleware struct {
+	o     Options
+	suite crypto.Suite
+	kek   *kek
+	log   *slog.Logger
+
+	ring       atomic.Pointer[keyRing]
+	reloadMu   sync.Mutex
+	lastReload time.Time
+
+	dirMu    sync.Mutex
+	dirCache *wire.SignedDirectory
+	dirAt    time.Time
+	dirEpoch uint64
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// New validates the options, loads the server key ring from the store (or
+// creates it) and starts the background maintenance loop.
+func New(o Options) (*Middleware, error) {
+	if o.Suite == "" {
+		o.Suite = "ecies-x25519"
+	}
+	suite, err := crypto.Lookup(o.Suite)
+	if err != nil {
+		return nil, fmt.Errorf("dynkey/middleware: %w", err)
+	}
+	if o.Store == nil {
+		o.Store = memory.New()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ServerPolicy == nil {
+		o.ServerPolicy = policy.Uptime(24 * time.Hour)
+	}
+	setDefault(&o.ServerKeyGrace, 10*time.Minute)
+	setDefault(&o.ClientKeyGrace, 2*time.Minute)
+	setDefault(&o.TokenTTL, 12*time.Hour)
+	setDefault(&o.FreshnessWindow, 2*time.Minute)
+	setDefault(&o.RotationOffsetThreshold, 30*time.Second)
+	setDefault(&o.LoginThrottleWindow, 15*time.Minute)
+	setDefault(&o.MaintainInterval, 10*time.Second)
+	if o.MaxBodySize <= 0 {
+		o.MaxBodySize = 1 << 20
+	}
+	if o.MaxFailedLogins <= 0 {
+		o.MaxFailedLogins = 10
+	}
+	if o.IdentityKey != nil && len(o.IdentityKey) != ed25519.PrivateKeySize {
+		return nil, errors.New("dynkey/middleware: IdentityKey is not an Ed25519 private key")
+	}
+	if o.KeyEncryptionKey == nil {
+		o.KeyEncryptionKey = make([]byte, 32)
+		if _, err := io.ReadFull(o.Rand, o.KeyEncryptionKey); err != nil {
+			return nil, fmt.Errorf("dynkey/middleware: generating a key-encryption key: %w", err)
+		}
+		o.Logger.Warn("dynkey: no KeyEncryptionKey configured; using a random one for this process only")
+	}
+	k, err := newKEK(o.KeyEncryptionKey)
+	if err != nil {
+		return nil, err
+	}
+	m := &Middleware{o: o, suite: suite, kek: k, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.initRing(ctx); err != nil {
+		return nil, err
+	}
+	if o.MaintainInterval > 0 {
+		go m.loop()
+	} else {
+		close(m.done)
+	}
+	return m, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+// Close stops the background loop. It does not close the store.
+func (m *Middleware) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	<-m.done
+	return nil
+}
+
+func (m *Middleware) loop() {
+	defer close(m.done)
+	t := time.NewTicker(m.o.MaintainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), m.o.MaintainInterval+5*time.Second)
+			if err := m.Maintain(ctx); err != nil {
+				m.log.Warn("dynkey: key maintenance failed", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// Suite returns the name of the suite of new sessions.
+func (m *Middleware) Suite() string { return m.suite.Name() }
+
+// IdentityPublicKey returns the public key that signs the key directory, for
+// clients to pin.
+func (m *Middleware) IdentityPublicKey() ed25519.PublicKey {
+	return m.ring.Load().identity.Public().(ed25519.PublicKey)
+}
+
+func (m *Middleware) now() time.Time { return m.o.Now() }
+
+type ctxKey struct{}
+
+// Session describes the authenticated caller of a protected request.
+type Session struct {
+	ID          string // hex session id
+	Username    string
+	ClientKeyID wire.KeyID
+	// Rotated is true when this request replaced the client's key.
+	Rotated bool
+}
+
+// FromContext returns the dynkey session of a request opened by the
+// middleware.
+func FromContext(ctx context.Context) (*Session, bool) {
+	s, ok := ctx.Value(ctxKey{}).(*Session)
+	return s, ok
+}
+
+var (
+	errNotFound = store.ErrNotFound
+	errConflict = store.ErrConflict
+)

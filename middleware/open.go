@@ -1,0 +1,347 @@
+package middleware
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dynkey/dynkey/wire"
+)
+
+// sessionRecord is a session as stored (JSON) under "dynkey/session/<id>".
+type sessionRecord struct {
+	Username     string `json:"username"`
+	Suite        string `json:"suite"`
+	ClientKey    []byte `json:"client_key"`
+	KeyInstalled int64  `json:"key_installed"` // ms
+	PrevKey      []byte `json:"prev_key,omitempty"`
+	PrevUntil    int64  `json:"prev_until,omitempty"` // ms
+	Expires      int64  `json:"expires"`              // ms
+}
+
+func sessionKey(id [16]byte) string { return "dynkey/session/" + hex.EncodeToString(id[:]) }
+
+// problemError is a refusal on its way to the client.
+type problemError struct {
+	p   *wire.Problem
+	err error // internal cause, logged, never sent
+}
+
+func (e *problemError) Error() string { return e.p.Error() }
+
+func refuse(code wire.Code, detail string) *problemError {
+	return &problemError{p: wire.NewProblem(code, detail)}
+}
+
+// unavailable reports a failure of the store (or of randomness) as 503:
+// the client may retry; nothing about the request was wrong.
+func unavailable(err error) *problemError {
+	return &problemError{p: wire.NewProblem(wire.CodeUnavailable, "state store unavailable, retry later"), err: err}
+}
+
+// Exchange is one opened request: it seals the response so that only the
+// sender of the request can read it, bound to that request.
+type Exchange struct {
+	m         *Middleware
+	secret    []byte
+	messageID [wire.MessageIDSize]byte
+}
+
+// opened is the result of the common opening steps.
+type opened struct {
+	req     *wire.Request
+	inner   *wire.Inner
+	secret  []byte
+	claims  *claims
+	session *Session
+}
+
+// readEnvelope reads a request body, bounded by the size limit.
+func (m *Middleware) readEnvelope(w http.ResponseWriter, r *http.Request) ([]byte, *problemError) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, refuse(wire.CodeNotEncrypted, "the request has no dynkey envelope")
+	}
+	limit := m.o.MaxBodySize + 64*1024 // envelope overhead: header, token, keys
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, refuse(wire.CodeTooLarge, "body exceeds "+strconv.FormatInt(m.o.MaxBodySize, 10)+" bytes")
+		}
+		return nil, refuse(wire.CodeBadFormat, "reading the body failed")
+	}
+	if len(body) < 2 || body[0] != 'D' || body[1] != 'K' {
+		return nil, refuse(wire.CodeNotEncrypted, "the body is not a dynkey envelope")
+	}
+	return body, nil
+}
+
+// parseAndCheck does the cheap checks shared by login and requests: format,
+// type, suite, server key id and freshness.
+func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, now time.Time) (*wire.Request, *serverKey, *problemError) {
+	req, err := wire.ParseRequest(body)
+	if err != nil {
+		return nil, nil, refuse(wire.CodeBadFormat, err.Error())
+	}
+	if req.Type != typ {
+		return nil, nil, refuse(wire.CodeBadFormat, "wrong message type for this endpoint")
+	}
+	if req.Suite != m.suite.Name() {
+		return nil, nil, refuse(wire.CodeUnsupportedSuite, "this server uses suite "+m.suite.Name())
+	}
+	sk := m.keyFor(ctx, req.ServerKeyID)
+	if sk == nil || sk.suite.Name() != req.Suite {
+		p := refuse(wire.CodeServerKeyUnknown, "unknown or retired server key "+req.ServerKeyID.String())
+		p.p.Directory, _ = m.directory()
+		return nil, nil, p
+	}
+	// Freshness against the server's own clock: the client's estimate is
+	// the s_time it was given plus its monotonic elapsed time, so a wrong
+	// client wall clock does not matter (hole 4).
+	est := time.UnixMilli(int64(req.STime)).Add(time.Duration(req.Elapsed) * time.Millisecond)
+	if req.STime > 1<<62 || req.Elapsed > 1<<40 || absDuration(now.Sub(est)) > m.o.FreshnessWindow {
+		p := refuse(wire.CodeStale, "message time is outside the freshness window")
+		p.p.STime = now.UnixMilli()
+		return nil, nil, p
+	}
+	return req, sk, nil
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// markSeen rejects a message id seen within the freshness window (hole 3).
+// The id set lives in the store, shared by every instance.
+func (m *Middleware) markSeen(ctx context.Context, id [wire.MessageIDSize]byte, now time.Time) *problemError {
+	first, err := m.o.Store.MarkSeen(ctx, "dynkey/msg/"+hex.EncodeToString(id[:]), now.Add(2*m.o.FreshnessWindow))
+	if err != nil {
+		return unavailable(err)
+	}
+	if !first {
+		return refuse(wire.CodeReplay, "message id already seen")
+	}
+	return nil
+}
+
+// open runs every check of a TypeRequest envelope, cheap ones first, then
+// the one public-key operation, then a client key rotation if asked for.
+func (m *Middleware) open(w http.ResponseWriter, r *http.Request) (*opened, *problemError) {
+	ctx := r.Context()
+	body, perr := m.readEnvelope(w, r)
+	if perr != nil {
+		return nil, perr
+	}
+	now := m.now()
+	req, sk, perr := m.parseAndCheck(ctx, body, wire.TypeRequest, now)
+	if perr != nil {
+		return nil, perr
+	}
+	c, err := m.openToken(ctx, req.Token, now)
+	switch {
+	case errors.Is(err, errTokenExpired):
+		return nil, refuse(wire.CodeTokenExpired, "log in again")
+	case err != nil:
+		return nil, refuse(wire.CodeTokenInvalid, "log in again")
+	}
+	e, err := m.o.Store.Get(ctx, sessionKey(c.SessionID))
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, refuse(wire.CodeTokenInvalid, "session ended; log in again")
+		}
+		return nil, unavailable(err)
+	}
+	var sr sessionRecord
+	if err := json.Unmarshal(e.Value, &sr); err != nil {
+		return nil, unavailable(err)
+	}
+	// The token's username must be the session's (patent step b2).
+	if subtle.ConstantTimeCompare([]byte(sr.Username), []byte(c.Username)) != 1 {
+		return nil, refuse(wire.CodeTokenInvalid, "token does not match its session")
+	}
+	var clientKeyID wire.KeyID
+	copy(clientKeyID[:], req.ClientKey)
+	var clientPub []byte
+	current := false
+	switch {
+	case clientKeyID == wire.ComputeKeyID(sr.Suite, sr.ClientKey):
+		clientPub, current = sr.ClientKey, true
+	case sr.PrevKey != nil && now.UnixMilli() < sr.PrevUntil && clientKeyID == wire.ComputeKeyID(sr.Suite, sr.PrevKey):
+		clientPub = sr.PrevKey // in flight across a rotation: grace window
+	default:
+		return nil, refuse(wire.CodeClientKeyUnknown, "not the session's current client key")
+	}
+	if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
+		return nil, perr
+	}
+	cpk, err := sk.suite.ParsePublicKey(clientPub)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	aad := wire.RequestAAD(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, req.Header)
+	pt, secret, err := sk.suite.Open(sk.private, cpk, []byte(wire.InfoRequest), aad, req.Ciphertext)
+	if err != nil {
+		return nil, refuse(wire.CodeDecryptFailed, "the envelope did not authenticate")
+	}
+	inner, err := wire.ParseInner(pt)
+	if err != nil {
+		return nil, refuse(wire.CodeBadFormat, err.Error())
+	}
+	if int64(len(inner.Body)) > m.o.MaxBodySize {
+		return nil, refuse(wire.CodeTooLarge, "body exceeds the size limit")
+	}
+	o := &opened{req: req, inner: inner, secret: secret, claims: c,
+		session: &Session{ID: hex.EncodeToString(c.SessionID[:]), Username: sr.Username, ClientKeyID: clientKeyID}}
+	if inner.Rotating() {
+		if !current {
+			return nil, refuse(wire.CodeRotationRefused, "a rotation must be authenticated by the current client key")
+		}
+		if perr := m.rotateClientKey(ctx, o, sk, &sr, e.Version, now); perr != nil {
+			return nil, perr
+		}
+	}
+	return o, nil
+}
+
+// rotateClientKey is patent step b2 with hole 2 closed: the request is
+// already authenticated by the current client key; the new key must prove
+// possession too, time_offset must match the server's view (claim 4), and
+// the swap is a compare-and-swap so concurrent rotations cannot both win.
+func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverKey, sr *sessionRecord, version uint64, now time.Time) *problemError {
+	in := o.inner
+	serverOffset := now.Sub(time.UnixMilli(int64(o.req.STime)))
+	if absDuration(serverOffset-time.Duration(in.TimeOffset)*time.Millisecond) > m.o.RotationOffsetThreshold {
+		return refuse(wire.CodeRotationRefused, "time_offset is outside the threshold")
+	}
+	newPub, err := sk.suite.ParsePublicKey(in.NewClientKey)
+	if err != nil {
+		return refuse(wire.CodeRotationRefused, "the new client key is malformed")
+	}
+	if bytes.Equal(in.NewClientKey, sr.ClientKey) {
+		return refuse(wire.CodeRotationRefused, "the new client key is the current one")
+	}
+	proofAAD := wire.ProofAAD(o.req.MessageID, o.session.ClientKeyID, in.NewClientKey)
+	if _, _, err := sk.suite.Open(sk.private, newPub, []byte(wire.InfoProof), proofAAD, in.Proof); err != nil {
+		return refuse(wire.CodeRotationRefused, "no proof of possession of the new client key")
+	}
+	next := *sr
+	next.PrevKey, next.PrevUntil = sr.ClientKey, now.Add(m.o.ClientKeyGrace).UnixMilli()
+	next.ClientKey, next.KeyInstalled = in.NewClientKey, now.UnixMilli()
+	b, err := json.Marshal(next)
+	if err != nil {
+		return unavailable(err)
+	}
+	if _, err := m.o.Store.CompareAndSwap(ctx, sessionKey(o.claims.SessionID), version, b, time.UnixMilli(sr.Expires)); err != nil {
+		if errors.Is(err, errConflict) {
+			return refuse(wire.CodeRotationRefused, "the session changed meanwhile; retry")
+		}
+		return unavailable(err)
+	}
+	o.session.Rotated = true
+	o.session.ClientKeyID = wire.ComputeKeyID(sr.Suite, in.NewClientKey)
+	return nil
+}
+
+// OpenRequest opens the dynkey envelope of a request to a protected route.
+// On success it returns the request to pass to the handler (body replaced by
+// the plaintext, Content-Type by the sealed one, the Session in its
+// context) and the Exchange that seals the response. On failure it has
+// written the problem response and returns ok == false; the handler must
+// not run.
+func (m *Middleware) OpenRequest(w http.ResponseWriter, r *http.Request) (*http.Request, *Exchange, bool) {
+	o, perr := m.open(w, r)
+	if perr != nil {
+		m.writeProblem(w, perr)
+		return nil, nil, false
+	}
+	r2 := r.WithContext(context.WithValue(r.Context(), ctxKey{}, o.session))
+	r2.Body = io.NopCloser(bytes.NewReader(o.inner.Body))
+	r2.ContentLength = int64(len(o.inner.Body))
+	r2.Header = r.Header.Clone()
+	r2.Header.Del("Content-Type")
+	if o.inner.ContentType != "" {
+		r2.Header.Set("Content-Type", o.inner.ContentType)
+	}
+	r2.Header.Set("Content-Length", strconv.Itoa(len(o.inner.Body)))
+	r2.GetBody = nil
+	return r2, &Exchange{m: m, secret: o.secret, messageID: o.req.MessageID}, true
+}
+
+// WriteResponse seals body as the response to the exchange's request and
+// writes it with the given status. The Content-Type in w's header, if any,
+// is sealed with the body and replaced by application/dynkey; other headers
+// travel as they are (dynkey protects bodies, not headers).
+func (x *Exchange) WriteResponse(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	ct := h.Get("Content-Type")
+	if ct == "" && len(body) > 0 {
+		ct = http.DetectContentType(body)
+	}
+	env, err := wire.SealResponse(x.m.o.Rand, x.secret, x.messageID, status, ct, body)
+	if err != nil {
+		x.m.log.Error("dynkey: sealing a response", "err", err)
+		x.m.writeProblem(w, unavailable(err))
+		return
+	}
+	h.Set("Content-Type", wire.MediaType)
+	h.Set("Content-Length", strconv.Itoa(len(env)))
+	h.Del("Content-Encoding")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(env)
+}
+
+// Handler protects next: every request must be a dynkey envelope; next sees
+// the plaintext and its response is sealed. Responses are buffered in memory
+// (no streaming).
+func (m *Middleware) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2, x, ok := m.OpenRequest(w, r)
+		if !ok {
+			return
+		}
+		bw := &bufferedWriter{header: http.Header{}}
+		next.ServeHTTP(bw, r2)
+		for k, v := range bw.header {
+			w.Header()[k] = v
+		}
+		x.WriteResponse(w, bw.statusOr200(), bw.buf.Bytes())
+	})
+}
+
+// bufferedWriter collects a handler's response so it can be sealed.
+type bufferedWriter struct {
+	header http.Header
+	buf    bytes.Buffer
+	status int
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.buf.Write(p)
+}
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+func (b *bufferedWriter) statusOr200() int {
+	if b.status == 0 {
+		return http.StatusOK
+	}
+	return b.status
+}
+

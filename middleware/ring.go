@@ -1,0 +1,442 @@
+package middleware
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/dynkey/dynkey/crypto"
+	"github.com/dynkey/dynkey/policy"
+	"github.com/dynkey/dynkey/store"
+	"github.com/dynkey/dynkey/wire"
+)
+
+// ringKey is the store key of the server key ring.
+const ringKey = "dynkey/ring"
+
+// KeyState is the lifecycle state of a server key.
+type KeyState string
+
+const (
+	// StatePrimary: new messages and tokens use this key. Exactly one.
+	StatePrimary KeyState = "primary"
+	// StateDecryptOnly: retired; still opens messages until its grace
+	// window ends, and its token key still opens tokens.
+	StateDecryptOnly KeyState = "decrypt-only"
+	// StateDestroyed: the private key is erased from the store and from
+	// memory; only the token key remains, until the last token it sealed
+	// expires, and then the record is deleted.
+	StateDestroyed KeyState = "destroyed"
+)
+
+// keyRecord is one server key as stored (JSON). Secrets are sealed with the
+// key-encryption key.
+type keyRecord struct {
+	ID             string   `json:"id"`
+	Suite          string   `json:"suite"`
+	Public         []byte   `json:"public"`
+	SealedPrivate  []byte   `json:"sealed_private,omitempty"`
+	SealedTokenKey []byte   `json:"sealed_token_key,omitempty"`
+	State          KeyState `json:"state"`
+	PrimarySince   int64    `json:"primary_since"`           // ms
+	DecryptUntil   int64    `json:"decrypt_until,omitempty"` // ms, when retired
+	TokenUntil     int64    `json:"token_until,omitempty"`   // ms, when retired
+}
+
+type ringRecord struct {
+	Epoch          uint64      `json:"epoch"`
+	IdentityPublic []byte      `json:"identity_public"`
+	SealedIdentity []byte      `json:"sealed_identity"`
+	Keys           []keyRecord `json:"keys"`
+}
+
+// serverKey is one key of the ring in memory.
+type serverKey struct {
+	id           wire.KeyID
+	state        KeyState
+	suite        crypto.Suite
+	public       crypto.PublicKey
+	private      crypto.PrivateKey // nil once destroyed
+	token        cipher.AEAD       // nil once the record is gone
+	primarySince time.Time
+	decryptUntil time.Time
+}
+
+// keyRing is an immutable snapshot of the ring.
+type keyRing struct {
+	version  uint64
+	epoch    uint64
+	rec      ringRecord
+	identity ed25519.PrivateKey
+	primary  *serverKey
+	keys     map[wire.KeyID]*serverKey
+}
+
+// kek seals secrets at rest with XChaCha20-Poly1305 (random 24-byte nonces),
+// the associated data naming the purpose and the key id.
+type kek struct{ aead cipher.AEAD }
+
+func newKEK(key []byte) (*kek, error) {
+	if len(key) != chacha20poly1305.KeySize {
+		return nil, fmt.Errorf("dynkey/middleware: KeyEncryptionKey must be %d bytes, got %d", chacha20poly1305.KeySize, len(key))
+	}
+	a, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	return &kek{a}, nil
+}
+
+func kekAAD(purpose, id string) []byte { return []byte("dynkey/v1 sealed " + purpose + "\x00" + id) }
+
+func (k *kek) seal(rnd io.Reader, purpose, id string, secret []byte) ([]byte, error) {
+	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(secret)+k.aead.Overhead())
+	if _, err := io.ReadFull(rnd, nonce); err != nil {
+		return nil, err
+	}
+	return k.aead.Seal(nonce, nonce, secret, kekAAD(purpose, id)), nil
+}
+
+func (k *kek) open(purpose, id string, sealed []byte) ([]byte, error) {
+	n := k.aead.NonceSize()
+	if len(sealed) < n+k.aead.Overhead() {
+		return nil, errors.New("dynkey/middleware: sealed secret too short")
+	}
+	pt, err := k.aead.Open(nil, sealed[:n], sealed[n:], kekAAD(purpose, id))
+	if err != nil {
+		return nil, fmt.Errorf("dynkey/middleware: cannot unseal %s %s (wrong KeyEncryptionKey?)", purpose, id)
+	}
+	return pt, nil
+}
+
+// initRing loads the ring, creating it (identity and first key) if absent.
+func (m *Middleware) initRing(ctx context.Context) error {
+	for range 5 {
+		err := m.reload(ctx)
+		if err == nil {
+			if m.ring.Load().primary == nil || m.ring.Load().primary.suite.Name() != m.suite.Name() {
+				return m.Rotate(ctx)
+			}
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		rec := ringRecord{}
+		id := m.o.IdentityKey
+		if id == nil {
+			_, id, err = ed25519.GenerateKey(m.o.Rand)
+			if err != nil {
+				return err
+			}
+		}
+		rec.IdentityPublic = id.Public().(ed25519.PublicKey)
+		if rec.SealedIdentity, err = m.kek.seal(m.o.Rand, "identity", "", id.Seed()); err != nil {
+			return err
+		}
+		kr, err := m.newKeyRecord()
+		if err != nil {
+			return err
+		}
+		rec.Keys = []keyRecord{kr}
+		rec.Epoch = 1
+		b, _ := json.Marshal(rec)
+		if _, err := m.o.Store.CompareAndSwap(ctx, ringKey, 0, b, time.Time{}); err != nil && !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("dynkey/middleware: creating the key ring: %w", err)
+		}
+		// On conflict another instance created it first: load theirs.
+	}
+	return errors.New("dynkey/middleware: could not create the key ring")
+}
+
+// newKeyRecord generates a key pair and token key. Key generation happens
+// here, in the maintenance path, never on a request's path.
+func (m *Middleware) newKeyRecord() (keyRecord, error) {
+	priv, err := m.suite.GenerateKey(m.o.Rand)
+	if err != nil {
+		return keyRecord{}, fmt.Errorf("dynkey/middleware: generating a %s key: %w", m.suite.Name(), err)
+	}
+	pub := priv.Public().Bytes()
+	id := wire.ComputeKeyID(m.suite.Name(), pub).String()
+	tk := make([]byte, chacha20poly1305.KeySize)
+	if _, err := io.ReadFull(m.o.Rand, tk); err != nil {
+		return keyRecord{}, err
+	}
+	r := keyRecord{ID: id, Suite: m.suite.Name(), Public: pub, State: StatePrimary, PrimarySince: m.now().UnixMilli()}
+	pb := priv.Bytes()
+	r.SealedPrivate, err = m.kek.seal(m.o.Rand, "private key", id, pb)
+	clear(pb)
+	if err != nil {
+		return keyRecord{}, err
+	}
+	r.SealedTokenKey, err = m.kek.seal(m.o.Rand, "token key", id, tk)
+	clear(tk)
+	return r, err
+}
+
+// reload reads the ring from the store if it changed.
+func (m *Middleware) reload(ctx context.Context) error {
+	e, err := m.o.Store.Get(ctx, ringKey)
+	if err != nil {
+		return err
+	}
+	if cur := m.ring.Load(); cur != nil && cur.version == e.Version {
+		return nil
+	}
+	var rec ringRecord
+	if err := json.Unmarshal(e.Value, &rec); err != nil {
+		return fmt.Errorf("dynkey/middleware: decoding the key ring: %w", err)
+	}
+	r, err := m.decodeRing(rec, e.Version)
+	if err != nil {
+		return err
+	}
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	if cur := m.ring.Load(); cur == nil || cur.version < r.version {
+		m.ring.Store(r)
+	}
+	return nil
+}
+
+func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error) {
+	r := &keyRing{version: version, epoch: rec.Epoch, rec: rec, keys: map[wire.KeyID]*serverKey{}}
+	seed, err := m.kek.open("identity", "", rec.SealedIdentity)
+	if err != nil {
+		return nil, err
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, errors.New("dynkey/middleware: stored identity key is malformed")
+	}
+	r.identity = ed25519.NewKeyFromSeed(seed)
+	clear(seed)
+	for _, kr := range rec.Keys {
+		s, err := crypto.Lookup(kr.Suite)
+		if err != nil {
+			return nil, err
+		}
+		id, err := wire.ParseKeyID(kr.ID)
+		if err != nil {
+			return nil, err
+		}
+		k := &serverKey{id: id, state: kr.State, suite: s, primarySince: time.UnixMilli(kr.PrimarySince)}
+		if kr.DecryptUntil != 0 {
+			k.decryptUntil = time.UnixMilli(kr.DecryptUntil)
+		}
+		if k.public, err = s.ParsePublicKey(kr.Public); err != nil {
+			return nil, err
+		}
+		if kr.SealedPrivate != nil {
+			pb, err := m.kek.open("private key", kr.ID, kr.SealedPrivate)
+			if err != nil {
+				return nil, err
+			}
+			k.private, err = s.ParsePrivateKey(pb)
+			clear(pb)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if kr.SealedTokenKey != nil {
+			tk, err := m.kek.open("token key", kr.ID, kr.SealedTokenKey)
+			if err != nil {
+				return nil, err
+			}
+			k.token, err = chacha20poly1305.NewX(tk)
+			clear(tk)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if kr.State == StatePrimary {
+			if r.primary != nil {
+				return nil, errors.New("dynkey/middleware: stored key ring has two primary keys")
+			}
+			r.primary = k
+		}
+		r.keys[id] = k
+	}
+	return r, nil
+}
+
+// reloadRateLimited reloads the ring at most once per second, for requests
+// naming a key id this instance does not know (another instance rotated).
+func (m *Middleware) reloadRateLimited(ctx context.Context) {
+	m.reloadMu.Lock()
+	if m.now().Sub(m.lastReload) < time.Second {
+		m.reloadMu.Unlock()
+		return
+	}
+	m.lastReload = m.now()
+	m.reloadMu.Unlock()
+	if err := m.reload(ctx); err != nil {
+		m.log.Warn("dynkey: reloading the key ring", "err", err)
+	}
+}
+
+// updateRing applies change to the stored ring with compare-and-swap,
+// retrying on conflict with the fresh ring. change returns false to make no
+// change.
+func (m *Middleware) updateRing(ctx context.Context, change func(rec *ringRecord) (bool, error)) error {
+	for range 8 {
+		e, err := m.o.Store.Get(ctx, ringKey)
+		if err != nil {
+			return err
+		}
+		var rec ringRecord
+		if err := json.Unmarshal(e.Value, &rec); err != nil {
+			return fmt.Errorf("dynkey/middleware: decoding the key ring: %w", err)
+		}
+		changed, err := change(&rec)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			return m.reload(ctx)
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if _, err := m.o.Store.CompareAndSwap(ctx, ringKey, e.Version, b, time.Time{}); errors.Is(err, store.ErrConflict) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		return m.reload(ctx)
+	}
+	return errors.New("dynkey/middleware: key ring update kept conflicting")
+}
+
+// Rotate makes a new server key pair primary now, whatever the policy says.
+// The old primary becomes decrypt-only for ServerKeyGrace. Safe to call
+// from several instances at once: each call adds exactly one key, and the
+// ring always has exactly one primary.
+func (m *Middleware) Rotate(ctx context.Context) error {
+	nk, err := m.newKeyRecord()
+	if err != nil {
+		return err
+	}
+	return m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
+		m.retirePrimary(rec)
+		nk.PrimarySince = m.now().UnixMilli()
+		rec.Keys = append(rec.Keys, nk)
+		rec.Epoch++
+		return true, nil
+	})
+}
+
+func (m *Middleware) retirePrimary(rec *ringRecord) {
+	now := m.now()
+	for i := range rec.Keys {
+		if rec.Keys[i].State == StatePrimary {
+			rec.Keys[i].State = StateDecryptOnly
+			rec.Keys[i].DecryptUntil = now.Add(m.o.ServerKeyGrace).UnixMilli()
+			rec.Keys[i].TokenUntil = now.Add(m.o.TokenTTL).UnixMilli()
+		}
+	}
+}
+
+// Maintain runs one round of key upkeep, as the background loop does every
+// MaintainInterval: it reloads the ring, rotates the server key pair if the
+// policy says so, destroys private keys whose grace window ended and deletes
+// records whose tokens have all expired.
+func (m *Middleware) Maintain(ctx context.Context) error {
+	if err := m.reload(ctx); err != nil {
+		return err
+	}
+	r := m.ring.Load()
+	now := m.now()
+	if r.primary != nil && m.o.ServerPolicy.Decide(policy.Facts{Now: now, Age: now.Sub(r.primary.primarySince)}) == policy.Rotate {
+		primaryID := r.primary.id.String()
+		nk, err := m.newKeyRecord()
+		if err != nil {
+			return err
+		}
+		if err := m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
+			// Another instance may have rotated meanwhile: rotate only if
+			// the primary is still the one the policy judged.
+			for _, k := range rec.Keys {
+				if k.State == StatePrimary && k.ID != primaryID {
+					return false, nil
+				}
+			}
+			m.retirePrimary(rec)
+			nk.PrimarySince = m.now().UnixMilli()
+			rec.Keys = append(rec.Keys, nk)
+			rec.Epoch++
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		m.log.Info("dynkey: server key rotated", "policy", m.o.ServerPolicy.String(), "key_id", nk.ID)
+	}
+	return m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
+		now := m.now().UnixMilli()
+		changed := false
+		kept := rec.Keys[:0]
+		for _, k := range rec.Keys {
+			if k.State == StateDecryptOnly && now >= k.DecryptUntil {
+				k.State, k.SealedPrivate = StateDestroyed, nil
+				changed = true
+			}
+			if k.State == StateDestroyed && now >= k.TokenUntil {
+				changed = true
+				continue // the last token it sealed has expired
+			}
+			kept = append(kept, k)
+		}
+		rec.Keys = kept
+		return changed, nil
+	})
+}
+
+// keyFor returns the ring key with this id that can still open messages.
+func (m *Middleware) keyFor(ctx context.Context, id wire.KeyID) *serverKey {
+	k := m.ring.Load().keys[id]
+	if k == nil {
+		m.reloadRateLimited(ctx)
+		k = m.ring.Load().keys[id]
+	}
+	if k == nil || k.private == nil {
+		return nil
+	}
+	if k.state == StateDecryptOnly && !m.now().Before(k.decryptUntil) {
+		return nil // past its grace window, even if not yet destroyed
+	}
+	return k
+}
+
+// directory returns the signed key directory, re-signed at most once a
+// second (its s_time is a client's time base for its first message).
+func (m *Middleware) directory() (*wire.SignedDirectory, error) {
+	r := m.ring.Load()
+	now := m.now()
+	m.dirMu.Lock()
+	defer m.dirMu.Unlock()
+	if m.dirCache != nil && m.dirEpoch == r.version && now.Sub(m.dirAt) < time.Second && !now.Before(m.dirAt) {
+		return m.dirCache, nil
+	}
+	d := &wire.Directory{Version: 1, Epoch: r.epoch, Suite: m.suite.Name(), STime: now.UnixMilli()}
+	for _, kr := range r.rec.Keys {
+		switch {
+		case kr.State == StatePrimary:
+			d.Keys = append(d.Keys, wire.DirectoryKey{ID: kr.ID, Public: kr.Public, Status: wire.StatusPrimary})
+		case kr.State == StateDecryptOnly && now.UnixMilli() < kr.DecryptUntil && kr.Suite == m.suite.Name():
+			d.Keys = append(d.Keys, wire.DirectoryKey{ID: kr.ID, Public: kr.Public, Status: wire.StatusDecryptOnly, Expires: kr.DecryptUntil})
+		}
+	}
+	sd, err := wire.SignDirectory(r.identity, d)
+	if err != nil {
+		return nil, err
+	}
+	m.dirCache, m.dirAt, m.dirEpoch = sd, now, r.version
+	return sd, nil
+}

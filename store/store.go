@@ -1,0 +1,65 @@
+// Package store defines where dynkey keeps its state: sessions (with the
+// client's current and previous public key), the server key ring (private
+// keys sealed under a key-encryption key before they reach the store), login
+// throttling counters and the ids of messages already seen.
+//
+// A [Store] is deliberately small: a versioned key-value map with
+// compare-and-swap, and an insert-if-absent set for replay ids. The
+// middleware serializes its records itself, so every store holds the same
+// bytes and a store implementation has no dynkey logic of its own. Stores
+// shared by several server instances (SQLite on one box, Redis, PostgreSQL)
+// make the instances agree: a key rotation or a client key replacement is a
+// CompareAndSwap, so two instances racing end with exactly one winner.
+//
+// Every implementation passes the conformance suite in
+// github.com/dynkey/dynkey/store/storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned by Get when the key is absent or expired.
+	ErrNotFound = errors.New("dynkey/store: not found")
+
+	// ErrConflict is returned by CompareAndSwap when the stored version is
+	// not the expected one (another writer won the race).
+	ErrConflict = errors.New("dynkey/store: version conflict")
+)
+
+// Entry is a stored value with its version.
+type Entry struct {
+	Value   []byte
+	Version uint64    // 1 for a new key, incremented by each successful swap
+	Expires time.Time // zero: never
+}
+
+// Store is the state shared by all instances of a dynkey server. All methods
+// are safe for concurrent use, and a value returned by Get is the caller's to
+// keep (stores never retain or modify it).
+type Store interface {
+	// Get returns the entry under key, or ErrNotFound if it is absent or its
+	// expiry has passed.
+	Get(ctx context.Context, key string) (Entry, error)
+
+	// CompareAndSwap stores value under key if the current version is
+	// oldVersion, where 0 means "absent or expired". It returns the new
+	// version (oldVersion+1), or ErrConflict if another writer got there
+	// first; on ErrConflict nothing is written. A zero expires keeps the
+	// entry until it is swapped or deleted.
+	CompareAndSwap(ctx context.Context, key string, oldVersion uint64, value []byte, expires time.Time) (newVersion uint64, err error)
+
+	// Delete removes key. Deleting an absent key is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// MarkSeen records id until expires and reports whether it was new. It
+	// is atomic across all users of the store: of many concurrent calls with
+	// the same unexpired id, exactly one returns true.
+	MarkSeen(ctx context.Context, id string, expires time.Time) (first bool, err error)
+
+	// Close releases the store's resources.
+	Close() error
+}

@@ -511,4 +511,3 @@ func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
-

@@ -344,4 +344,3 @@ func (b *bufferedWriter) statusOr200() int {
 	}
 	return b.status
 }
-

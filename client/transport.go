@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/dynkey/dynkey/crypto"
@@ -34,6 +35,7 @@ type result struct {
 	body        []byte
 	prob        *wire.Problem
 	at          time.Time
+	status      int // the authenticated status (differs from resp's for 204, 304)
 }
 
 func (r *result) problem() (*wire.Problem, bool) { return r.prob, r.prob != nil }
@@ -108,7 +110,14 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 	res := &result{resp: resp, at: c.cfg.Now()}
 	switch mediaType(resp.Header.Get("Content-Type")) {
 	case wire.MediaType:
-		res.contentType, res.body, err = wire.OpenResponse(secret, h.MessageID, resp.StatusCode, rb)
+		status := resp.StatusCode
+		if v := resp.Header.Get(wire.StatusHeader); v != "" {
+			if status, err = strconv.Atoi(v); err != nil || wire.StatusCarriesBody(status) || resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("%w: bad %s header", ErrResponseNotAuthentic, wire.StatusHeader)
+			}
+		}
+		res.status = status
+		res.contentType, res.body, err = wire.OpenResponse(secret, h.MessageID, status, rb)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrResponseNotAuthentic, err)
 		}
@@ -120,6 +129,7 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 		// again, refetch the signed directory).
 		if prob, ok := wire.ParseProblem(rb); ok && resp.StatusCode >= 400 {
 			res.prob = prob
+			res.status = resp.StatusCode
 			res.body = rb
 			res.contentType = wire.ProblemMediaType
 			return res, nil
@@ -317,8 +327,8 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	out := &http.Response{
-		Status:     res.resp.Status,
-		StatusCode: res.resp.StatusCode,
+		Status:     fmt.Sprintf("%d %s", res.status, http.StatusText(res.status)),
+		StatusCode: res.status,
 		Proto:      res.resp.Proto, ProtoMajor: res.resp.ProtoMajor, ProtoMinor: res.resp.ProtoMinor,
 		Header:        res.resp.Header.Clone(),
 		Body:          io.NopCloser(bytes.NewReader(res.body)),
@@ -326,6 +336,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		Request:       req,
 	}
 	out.Header.Del("Content-Length")
+	out.Header.Del(wire.StatusHeader)
 	if res.contentType != "" {
 		out.Header.Set("Content-Type", res.contentType)
 	} else {

@@ -297,6 +297,13 @@ func (x *Exchange) WriteResponse(w http.ResponseWriter, status int, body []byte)
 	h.Set("Content-Length", strconv.Itoa(len(env)))
 	h.Del("Content-Encoding")
 	h.Set("Cache-Control", "no-store")
+	h.Del(wire.StatusHeader)
+	if !wire.StatusCarriesBody(status) {
+		// 1xx, 204 and 304 cannot carry the envelope: send 200 and the
+		// real status in a header, authenticated by the response AAD.
+		h.Set(wire.StatusHeader, strconv.Itoa(status))
+		status = http.StatusOK
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(env)
 }

@@ -19,6 +19,17 @@ var ErrResponse = errors.New("dynkey/wire: response authentication failed")
 
 const responseHeaderSize = prefixSize + 2 + ResponseNonceSize
 
+// StatusHeader carries the real HTTP status of a response whose status
+// cannot carry a body (1xx, 204, 304): such responses are sent as 200 with
+// this header, and the real status is what the response AAD authenticates.
+const StatusHeader = "Dynkey-Status"
+
+// StatusCarriesBody reports whether an HTTP response with this status can
+// carry the response envelope.
+func StatusCarriesBody(status int) bool {
+	return status >= 200 && status != 204 && status != 304
+}
+
 // responseAEAD derives the response key and nonce:
 // HKDF-SHA256(ikm = secret, salt = response nonce, info = "dynkey/v1 response", L = 44),
 // the first 32 bytes an AES-256-GCM key, the last 12 its nonce. The key is

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Key statuses in a directory.
@@ -96,7 +97,15 @@ func directoryMessage(payload []byte) []byte {
 // Verify checks the signature with the trusted identity key and parses the
 // payload. The identity in the document must equal trusted: a directory
 // signed by any other key is rejected (no key injection).
+//
+// Beyond the signature it checks: version 1, a valid suite name, every key
+// id the lower-case hex ComputeKeyID of its key (no two keys alike), every
+// status primary or decrypt-only, exactly one primary, expires 0 (absent)
+// on the primary and positive on every decrypt-only key.
 func (sd *SignedDirectory) Verify(trusted ed25519.PublicKey) (*Directory, error) {
+	if sd == nil {
+		return nil, fmt.Errorf("%w: no directory", ErrDirectory)
+	}
 	if len(trusted) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: no trusted identity key", ErrDirectory)
 	}
@@ -115,17 +124,22 @@ func (sd *SignedDirectory) Verify(trusted ed25519.PublicKey) (*Directory, error)
 	}
 	d := &Directory{Version: dj.Version, Epoch: dj.Epoch, Suite: dj.Suite, STime: dj.STime}
 	primaries := 0
+	seen := make(map[KeyID]bool, len(dj.Keys))
 	for _, k := range dj.Keys {
 		id, err := ParseKeyID(k.ID)
-		if err != nil || id != ComputeKeyID(dj.Suite, k.Public) {
+		if err != nil || id != ComputeKeyID(dj.Suite, k.Public) || k.ID != id.String() {
 			return nil, fmt.Errorf("%w: key id %q does not match its key", ErrDirectory, k.ID)
 		}
-		switch k.Status {
-		case StatusPrimary:
+		if seen[id] {
+			return nil, fmt.Errorf("%w: key %s listed twice", ErrDirectory, k.ID)
+		}
+		seen[id] = true
+		switch {
+		case k.Status == StatusPrimary && k.Expires == 0:
 			primaries++
-		case StatusDecryptOnly:
+		case k.Status == StatusDecryptOnly && k.Expires > 0:
 		default:
-			return nil, fmt.Errorf("%w: key status %q", ErrDirectory, k.Status)
+			return nil, fmt.Errorf("%w: key status %q with expires %d", ErrDirectory, k.Status, k.Expires)
 		}
 		d.Keys = append(d.Keys, DirectoryKey{ID: k.ID, Public: k.Public, Status: k.Status, Expires: k.Expires})
 	}
@@ -135,7 +149,10 @@ func (sd *SignedDirectory) Verify(trusted ed25519.PublicKey) (*Directory, error)
 	return d, nil
 }
 
-// B64 is a byte string that is base64url without padding in JSON.
+// B64 is a byte string that is base64url without padding in JSON
+// (RFC 4648 section 5). Decoding is strict: no padding, no line breaks or
+// other characters outside the alphabet, and unused trailing bits zero, so
+// that every byte string has exactly one encoding.
 type B64 []byte
 
 // MarshalJSON implements json.Marshaler.
@@ -149,7 +166,10 @@ func (b *B64) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return err
 	}
-	v, err := base64.RawURLEncoding.DecodeString(s)
+	if strings.ContainsAny(s, "\r\n") { // which even a Strict decoder skips
+		return fmt.Errorf("%w: base64url: line break", ErrFormat)
+	}
+	v, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return fmt.Errorf("%w: base64url: %v", ErrFormat, err)
 	}

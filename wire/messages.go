@@ -120,10 +120,13 @@ func NewProblem(code Code, detail string) *Problem {
 	return &Problem{Type: code.TypeURI(), Title: titles[code], Status: code.Status(), Detail: detail, Code: code}
 }
 
-// ParseProblem decodes a problem body; ok is false if b is not one.
+// ParseProblem decodes a problem body; ok is false if b is not one. A dynkey
+// problem has a non-empty code and the type Code.TypeURI() of that code; an
+// RFC 9457 problem of any other type (from a proxy, say) is not one, even
+// with a "code" member.
 func ParseProblem(b []byte) (*Problem, bool) {
 	var p Problem
-	if err := json.Unmarshal(b, &p); err != nil || p.Code == "" {
+	if err := json.Unmarshal(b, &p); err != nil || p.Code == "" || p.Type != p.Code.TypeURI() {
 		return nil, false
 	}
 	return &p, true

@@ -67,8 +67,8 @@ func SealResponse(rnd io.Reader, secret []byte, messageID [MessageIDSize]byte, s
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	if len(contentType) > 1024 {
-		return nil, fmt.Errorf("%w: content type too long", ErrFormat)
+	if len(contentType) > maxContentType || !validContentType(contentType) {
+		return nil, fmt.Errorf("%w: content type too long or with a control character", ErrFormat)
 	}
 	if status < 100 || status > 999 {
 		return nil, fmt.Errorf("dynkey/wire: invalid status %d", status)
@@ -91,7 +91,13 @@ func SealResponse(rnd io.Reader, secret []byte, messageID [MessageIDSize]byte, s
 
 // OpenResponse authenticates and decrypts a response envelope received with
 // the given HTTP status, for the request with this secret and message id.
+// A status outside 100-999 (which SealResponse never seals) fails with
+// ErrResponse; the sealed content type must be valid as in [ParseInner].
 func OpenResponse(secret []byte, messageID [MessageIDSize]byte, status int, b []byte) (contentType string, body []byte, err error) {
+	if status < 100 || status > 999 {
+		// Checked before the u16 in the associated data could wrap.
+		return "", nil, fmt.Errorf("%w: status %d", ErrResponse, status)
+	}
 	if len(b) < responseHeaderSize || b[0] != 'D' || b[1] != 'K' || b[2] != Version || b[3] != TypeResponse ||
 		binary.BigEndian.Uint16(b[4:]) != ResponseNonceSize {
 		return "", nil, fmt.Errorf("%w: not a dynkey response", ErrFormat)
@@ -107,6 +113,9 @@ func OpenResponse(secret []byte, messageID [MessageIDSize]byte, status int, b []
 	ct, rest, ok := readLP16(pt)
 	if !ok {
 		return "", nil, fmt.Errorf("%w: truncated response plaintext", ErrFormat)
+	}
+	if len(ct) > maxContentType || !validContentType(string(ct)) {
+		return "", nil, fmt.Errorf("%w: response content type", ErrFormat)
 	}
 	return string(ct), rest, nil
 }

@@ -56,6 +56,8 @@ const (
 	MaxTokenSize      = 1024
 	MaxPublicKeySize  = 8192
 	prefixSize        = 4
+	// maxContentType bounds a sealed content type (request and response).
+	maxContentType = 1024
 )
 
 // ErrFormat is wrapped by every parsing error: the bytes are not a
@@ -237,10 +239,18 @@ func (in *Inner) Rotating() bool {
 	return len(in.NewClientKey) > 0 || in.HasOffset || len(in.Proof) > 0
 }
 
-// AppendInner appends the encoding of in to b.
+// AppendInner appends the encoding of in to b. It refuses what ParseInner
+// would reject: rotation fields that are not all present or all empty, and
+// an invalid content type (see [ParseInner]).
 func AppendInner(b []byte, in *Inner) ([]byte, error) {
-	if len(in.NewClientKey) > MaxPublicKeySize || len(in.Proof) > 0xffff || len(in.ContentType) > 1024 {
+	if len(in.NewClientKey) > MaxPublicKeySize || len(in.Proof) > 0xffff || len(in.ContentType) > maxContentType {
 		return nil, fmt.Errorf("%w: inner field too long", ErrFormat)
+	}
+	if in.Rotating() && (len(in.NewClientKey) == 0 || !in.HasOffset || len(in.Proof) == 0) {
+		return nil, fmt.Errorf("%w: rotation fields must be all present or all empty", ErrFormat)
+	}
+	if !validContentType(in.ContentType) {
+		return nil, fmt.Errorf("%w: content type with a control character", ErrFormat)
 	}
 	b = appendLP16(b, in.NewClientKey)
 	if in.HasOffset {
@@ -254,6 +264,12 @@ func AppendInner(b []byte, in *Inner) ([]byte, error) {
 }
 
 // ParseInner parses a request plaintext. The result aliases b.
+//
+// The new client key is at most MaxPublicKeySize bytes; time_offset is
+// empty or 8 bytes (a big-endian two's-complement int64); new client key,
+// time_offset and proof are all present or all empty; the content type is
+// at most 1024 bytes of HTTP field-value characters (HTAB, 0x20-0x7E,
+// 0x80-0xFF: no CR, LF, NUL or other control character).
 func ParseInner(b []byte) (*Inner, error) {
 	var f [4][]byte
 	rest := b
@@ -275,10 +291,28 @@ func ParseInner(b []byte) (*Inner, error) {
 	if in.Rotating() && (len(in.NewClientKey) == 0 || !in.HasOffset || len(in.Proof) == 0) {
 		return nil, fmt.Errorf("%w: rotation fields must be all present or all empty", ErrFormat)
 	}
-	if len(in.ContentType) > 1024 {
+	if len(in.NewClientKey) > MaxPublicKeySize {
+		return nil, fmt.Errorf("%w: new client key of %d bytes", ErrFormat, len(in.NewClientKey))
+	}
+	if len(in.ContentType) > maxContentType {
 		return nil, fmt.Errorf("%w: content type too long", ErrFormat)
 	}
+	if !validContentType(in.ContentType) {
+		return nil, fmt.Errorf("%w: content type with a control character", ErrFormat)
+	}
 	return in, nil
+}
+
+// validContentType reports whether s holds only HTTP field-value characters
+// (RFC 9110 section 5.5: HTAB, SP, VCHAR, obs-text), so that it can be set
+// as a Content-Type header as it is: no CR, LF, NUL or other control.
+func validContentType(s string) bool {
+	for _, c := range []byte(s) {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // ProofAAD is the associated data of the proof of possession of a new client

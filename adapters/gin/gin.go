@@ -31,7 +31,8 @@ import (
 // c.Request.Context(), see [middleware.FromContext]) and seals whatever the
 // chain wrote, status and Content-Type included. A refused request gets the
 // middleware's problem response and the chain is aborted: no later handler
-// runs.
+// runs. Add it to the routes or groups to protect, not in front of the
+// routes of [Mount] (login and heartbeat open their own envelopes).
 func Middleware(m *middleware.Middleware) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		r, x, ok := m.OpenRequest(c.Writer, c.Request)

@@ -1,0 +1,267 @@
+package dynkeygin_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dynkey/dynkey/auth"
+	"github.com/dynkey/dynkey/client"
+	"github.com/dynkey/dynkey/middleware"
+	"github.com/dynkey/dynkey/wire"
+
+	dynkeygin "github.com/dynkey/dynkey/adapters/gin"
+)
+
+func init() { gin.SetMode(gin.TestMode) }
+
+// env is a Gin server with dynkey on loopback and a logged-in-on-demand
+// client.
+type env struct {
+	srv  *httptest.Server
+	c    *client.Client
+	hc   *http.Client
+	m    *middleware.Middleware
+	hits atomic.Int64 // protected handler runs
+	wire atomic.Value // Content-Type of the last response on the wire
+}
+
+type recorder struct{ e *env }
+
+func (r recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil {
+		r.e.wire.Store(resp.Header.Get("Content-Type"))
+	}
+	return resp, err
+}
+
+func newEnv(t *testing.T, routes func(r *gin.Engine, e *env)) *env {
+	t.Helper()
+	users := auth.NewArgon2id(auth.Params{Time: 1, MemoryKiB: 1024, Threads: 1, SaltLen: 16, KeyLen: 32})
+	require.NoError(t, users.AddUser("alice", "pw"))
+	m, err := middleware.New(middleware.Options{Authenticator: users, MaintainInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	e := &env{m: m}
+	r := gin.New()
+	dynkeygin.Mount(r, m)
+	routes(r, e)
+	e.srv = httptest.NewServer(r)
+	t.Cleanup(e.srv.Close)
+	e.c, err = client.New(client.Config{BaseURL: e.srv.URL, Username: "alice", Password: "pw", HeartbeatInterval: -1,
+		Transport: recorder{e}})
+	require.NoError(t, err)
+	t.Cleanup(func() { e.c.Close() })
+	e.hc = e.c.HTTPClient()
+	return e
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		r.POST("/api/echo", dynkeygin.Middleware(e.m), func(c *gin.Context) {
+			var in map[string]any
+			if err := c.ShouldBindJSON(&in); err != nil {
+				c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+				return
+			}
+			c.JSON(http.StatusOK, gin.H{"echo": in["msg"]})
+		})
+	})
+	resp, err := e.hc.Post(e.srv.URL+"/api/echo", "application/json", strings.NewReader(`{"msg":"hello"}`))
+	require.NoError(t, err)
+	body := readBody(t, resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Equal(t, "application/json; charset=utf-8", resp.Header.Get("Content-Type"))
+	require.JSONEq(t, `{"echo":"hello"}`, body)
+	// On the wire the response was sealed, not JSON.
+	require.Equal(t, wire.MediaType, e.wire.Load())
+}
+
+func TestStringStatus201(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		r.POST("/api/items", dynkeygin.Middleware(e.m), func(c *gin.Context) {
+			b, _ := io.ReadAll(c.Request.Body)
+			c.String(http.StatusCreated, "created %s", b)
+		})
+	})
+	resp, err := e.hc.Post(e.srv.URL+"/api/items", "text/plain", strings.NewReader("book"))
+	require.NoError(t, err)
+	body := readBody(t, resp)
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.Equal(t, "text/plain; charset=utf-8", resp.Header.Get("Content-Type"))
+	require.Equal(t, "created book", body)
+}
+
+func TestOnlyGroupProtected(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		r.POST("/public/ping", func(c *gin.Context) { c.String(http.StatusOK, "pong") })
+		api := r.Group("/api", dynkeygin.Middleware(e.m))
+		api.POST("/secret", func(c *gin.Context) {
+			e.hits.Add(1)
+			c.String(http.StatusOK, "secret")
+		})
+	})
+	// The unprotected route works with a plain client.
+	resp, err := http.Post(e.srv.URL+"/public/ping", "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "pong", readBody(t, resp))
+
+	// A plain POST to the protected route is refused before the handler.
+	resp, err = http.Post(e.srv.URL+"/api/secret", "application/json", strings.NewReader(`{"a":1}`))
+	require.NoError(t, err)
+	body := readBody(t, resp)
+	require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, body)
+	require.Equal(t, wire.ProblemMediaType, resp.Header.Get("Content-Type"))
+	var p wire.Problem
+	require.NoError(t, json.Unmarshal([]byte(body), &p))
+	require.Equal(t, wire.CodeNotEncrypted, p.Code)
+	require.Zero(t, e.hits.Load(), "the protected handler ran for a plain request")
+
+	// A plain GET without a body too.
+	resp, err = http.Get(e.srv.URL + "/api/secret")
+	require.NoError(t, err)
+	readBody(t, resp)
+	require.NotEqual(t, http.StatusOK, resp.StatusCode)
+	require.Zero(t, e.hits.Load())
+
+	// The dynkey client gets through.
+	resp, err = e.hc.Post(e.srv.URL+"/api/secret", "text/plain", nil)
+	require.NoError(t, err)
+	require.Equal(t, "secret", readBody(t, resp))
+	require.Equal(t, int64(1), e.hits.Load())
+}
+
+func TestAbortWithStatusJSON(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		deny := func(c *gin.Context) {
+			c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "no access"})
+		}
+		r.POST("/api/admin", dynkeygin.Middleware(e.m), deny, func(c *gin.Context) {
+			e.hits.Add(1)
+			c.String(http.StatusOK, "admin")
+		})
+	})
+	resp, err := e.hc.Post(e.srv.URL+"/api/admin", "application/json", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	body := readBody(t, resp)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Equal(t, "application/json; charset=utf-8", resp.Header.Get("Content-Type"))
+	require.JSONEq(t, `{"error":"no access"}`, body)
+	require.Equal(t, wire.MediaType, e.wire.Load())
+	require.Zero(t, e.hits.Load())
+}
+
+func TestSessionInContext(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		r.POST("/api/whoami", dynkeygin.Middleware(e.m), func(c *gin.Context) {
+			s, ok := middleware.FromContext(c.Request.Context())
+			if !ok {
+				c.String(http.StatusInternalServerError, "no session")
+				return
+			}
+			c.JSON(http.StatusOK, gin.H{"user": s.Username, "key": s.ClientKeyID.String()})
+		})
+	})
+	resp, err := e.hc.Post(e.srv.URL+"/api/whoami", "", nil)
+	require.NoError(t, err)
+	body := readBody(t, resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	id, _ := e.c.ClientKeyID()
+	require.JSONEq(t, `{"user":"alice","key":"`+id.String()+`"}`, body)
+}
+
+func TestGetWithQuery(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		r.GET("/api/search", dynkeygin.Middleware(e.m), func(c *gin.Context) {
+			c.JSON(http.StatusOK, gin.H{"q": c.Query("q"), "page": c.DefaultQuery("page", "1")})
+		})
+	})
+	resp, err := e.hc.Get(e.srv.URL + "/api/search?q=caf%C3%A9+au+lait&page=3")
+	require.NoError(t, err)
+	body := readBody(t, resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.JSONEq(t, `{"q":"café au lait","page":"3"}`, body)
+}
+
+// A client key rotation and a server key rotation go through the adapter
+// like any other request.
+func TestRotationsThroughGin(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		r.POST("/api/echo", dynkeygin.Middleware(e.m), func(c *gin.Context) {
+			b, _ := io.ReadAll(c.Request.Body)
+			c.Data(http.StatusOK, "application/octet-stream", b)
+		})
+	})
+	post := func() {
+		t.Helper()
+		resp, err := e.hc.Post(e.srv.URL+"/api/echo", "application/octet-stream", strings.NewReader("x"))
+		require.NoError(t, err)
+		body := readBody(t, resp)
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		require.Equal(t, "x", body)
+	}
+	post()
+	e.c.RotateNow()
+	post()
+	require.Equal(t, uint64(1), e.c.Stats().ClientRotations)
+	require.NoError(t, e.m.Rotate(t.Context()))
+	require.NoError(t, e.c.Heartbeat(t.Context()))
+	require.Equal(t, uint64(1), e.c.Stats().ServerKeyChanges)
+	post()
+}
+
+// A protected request to an unknown route keeps Gin's 404, sealed.
+func TestGlobalMiddlewareNotFound(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		r.Use(func(c *gin.Context) {
+			if strings.HasPrefix(c.Request.URL.Path, "/api/") {
+				dynkeygin.Middleware(e.m)(c)
+			}
+		})
+	})
+	resp, err := e.hc.Post(e.srv.URL+"/api/nope", "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	readBody(t, resp)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestHijackRefused(t *testing.T) {
+	var hijackErr error
+	e := newEnv(t, func(r *gin.Engine, e *env) {
+		r.POST("/api/ws", dynkeygin.Middleware(e.m), func(c *gin.Context) {
+			_, _, hijackErr = c.Writer.Hijack()
+			c.Writer.Flush() // must not send the plaintext
+			c.String(http.StatusOK, "buffered")
+		})
+	})
+	resp, err := e.hc.Post(e.srv.URL+"/api/ws", "", nil)
+	require.NoError(t, err)
+	require.Equal(t, "buffered", readBody(t, resp))
+	require.Error(t, hijackErr)
+}
+
+func TestMountNeedsRoot(t *testing.T) {
+	m, err := middleware.New(middleware.Options{MaintainInterval: -1})
+	require.NoError(t, err)
+	defer m.Close()
+	r := gin.New()
+	require.Panics(t, func() { dynkeygin.Mount(r.Group("/v1"), m) })
+	require.NotPanics(t, func() { dynkeygin.Mount(r.Group("/"), m) })
+}

@@ -14,8 +14,8 @@
 // rotates its key by its [policy.Policy] with proof of both keys, follows
 // server key rotations announced in heartbeats (verified against the server's
 // identity key, never moving back to an older directory), and recovers by
-// itself, once per request, from a stale server key, an expired token or a
-// stale clock. It never uses the local wall clock for the protocol: times
+// itself from a stale server key, an expired token or a stale clock (each at
+// most once per request). It never uses the local wall clock for the protocol: times
 // are the server's s_time plus elapsed time on the monotonic clock.
 package client
 
@@ -146,6 +146,22 @@ type session struct {
 	// pending is a key sent in a rotation whose outcome is unknown (the
 	// response was lost); it is tried first on the next request.
 	pending crypto.PrivateKey
+	// inFlight counts the requests in flight by the client key that
+	// authenticated them. The server accepts only the current key and the
+	// one before it, so the client does not rotate again while requests
+	// under an older key than the current one are still in flight.
+	inFlight map[wire.KeyID]int
+}
+
+// olderKeyInFlight reports whether a request authenticated by another key
+// than the current one is in flight. Caller holds c.mu.
+func (s *session) olderKeyInFlight() bool {
+	for id, n := range s.inFlight {
+		if id != s.keyID && n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Client is a dynkey client. It is safe for concurrent use.
@@ -173,6 +189,11 @@ type Client struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+	// stopCtx is cancelled by Close, so that a heartbeat in flight does not
+	// hold Close up (a server that does not answer would block it for
+	// HeartbeatInterval+10s).
+	stopCtx    context.Context
+	cancelStop context.CancelFunc
 }
 
 // New returns a client. It does not contact the server: the first request
@@ -214,6 +235,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.Rand = rand.Reader
 	}
 	c := &Client{cfg: cfg, suite: s, base: u, next: cfg.Transport, stop: make(chan struct{}), done: make(chan struct{})}
+	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
 	if cfg.HeartbeatInterval > 0 {
 		go c.heartbeatLoop()
 	} else {
@@ -228,7 +250,7 @@ func (c *Client) HTTPClient() *http.Client { return &http.Client{Transport: c} }
 // Close stops the heartbeat and forgets the session keys. In-flight
 // requests finish; later ones fail with ErrClosed.
 func (c *Client) Close() error {
-	c.stopOnce.Do(func() { close(c.stop) })
+	c.stopOnce.Do(func() { close(c.stop); c.cancelStop() })
 	<-c.done
 	c.mu.Lock()
 	c.closed = true

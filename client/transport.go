@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -35,7 +36,8 @@ type result struct {
 	body        []byte
 	prob        *wire.Problem
 	at          time.Time
-	status      int // the authenticated status (differs from resp's for 204, 304)
+	status      int        // the authenticated status (differs from resp's for 204, 304)
+	keyID       wire.KeyID // the client key that authenticated the request
 }
 
 func (r *result) problem() (*wire.Problem, bool) { return r.prob, r.prob != nil }
@@ -152,20 +154,35 @@ func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allow
 	if sess.pending != nil {
 		p.key, p.pending = sess.pending, true
 		keyID = wire.ComputeKeyID(c.suite.Name(), sess.pending.Public().Bytes())
-	} else if allowRotate && !c.rotating && c.nextKey != nil && (c.forceRot || c.policyLocked(sess) == policy.Rotate) {
+	} else if allowRotate && !c.rotating && c.nextKey != nil && !sess.olderKeyInFlight() &&
+		(c.forceRot || c.policyLocked(sess) == policy.Rotate) {
 		p.newKey, c.nextKey = c.nextKey, nil
 		c.rotating, c.forceRot = true, false
 	}
 	p.clientKey = keyID[:]
 	sess.messages++
+	if sess.inFlight == nil {
+		sess.inFlight = map[wire.KeyID]int{}
+	}
+	sess.inFlight[keyID]++
 	c.mu.Unlock()
 
 	res, err := c.exchange(tmpl, contentType, body, p)
+	if res != nil {
+		res.keyID = keyID
+	}
 
 	var events []Event
+	needKey := false
 	c.mu.Lock()
+	if sess.inFlight[keyID]--; sess.inFlight[keyID] <= 0 {
+		delete(sess.inFlight, keyID)
+	}
 	defer func() {
 		c.mu.Unlock()
+		if needKey {
+			c.prepareNextKey()
+		}
 		for _, e := range events {
 			if e.Kind == EventClientKeyRotated {
 				c.prepareNextKey()
@@ -178,15 +195,24 @@ func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allow
 		prob = res.prob
 	}
 	if p.pending {
+		// Concurrent requests may all have used the pending key: only the
+		// first outcome settles it (a later one would install a nil key).
+		stillPending := c.sess == sess && sess.pending != nil &&
+			wire.ComputeKeyID(c.suite.Name(), sess.pending.Public().Bytes()) == keyID
 		switch {
-		case err == nil && prob == nil && c.sess == sess:
+		case !stillPending:
+		case err == nil && prob == nil:
 			// The rotation whose response was lost did land.
 			sess.key, sess.keyID, sess.pending, sess.messages = sess.pending, keyID, nil, 0
 			sess.installedAt = p.sentAt
 			c.stats.ClientRotations++
 			events = append(events, Event{EventClientKeyRotated, "client key rotation confirmed: " + keyID.String()})
-		case prob != nil && prob.Code == wire.CodeClientKeyUnknown && c.sess == sess:
-			sess.pending = nil // the rotation never landed: keep the old key
+		case prob != nil && prob.Code == wire.CodeClientKeyUnknown:
+			// The rotation never landed: keep the old key, and prepare a
+			// fresh next key (the pending one took the place of nextKey;
+			// without a new one the client would never rotate again).
+			sess.pending = nil
+			needKey = true
 		}
 	}
 	if p.newKey != nil {
@@ -222,9 +248,18 @@ func (c *Client) policyLocked(s *session) policy.Decision {
 	return c.cfg.Policy.Decide(policy.Facts{Now: c.cfg.Now(), Age: growth, OffsetGrowth: growth, Messages: s.messages})
 }
 
+// maxRecoveries bounds the recoveries of one request. Each kind of refusal
+// is recovered from at most once per request, but several kinds can come one
+// after the other: after a night asleep a laptop's monotonic clock has not
+// advanced (stale), the server key it holds may be destroyed
+// (server-key-unknown) and its token expired (token-expired).
+const maxRecoveries = 3
+
 // do sends a request with the protocol's recovery: after a refusal that
 // says what to do (refetch the directory, log in again, resync the clock,
-// retry), it does that once and retries once with a fresh envelope.
+// retry), it does that and retries with a fresh envelope, at most once per
+// kind of refusal. A refusal always comes before any handler ran, so a retry
+// never runs a handler twice.
 func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*result, error) {
 	ctx := tmpl.Context()
 	c.mu.Lock()
@@ -239,37 +274,50 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 	if err != nil {
 		return nil, err
 	}
-	prob, ok := res.problem()
-	if !ok {
-		return res, nil
-	}
-	if retry, err := c.recover(ctx, prob, sess); err != nil || !retry {
-		if err != nil {
-			c.cfg.Logger.Warn("dynkey: recovery failed", "code", prob.Code, "err", err)
+	var recovered []wire.Code
+	for len(recovered) < maxRecoveries {
+		prob, ok := res.problem()
+		if !ok || slices.Contains(recovered, prob.Code) {
+			return res, nil
 		}
-		return res, nil
+		recovered = append(recovered, prob.Code)
+		if retry, err := c.recover(ctx, prob, sess, res.keyID); err != nil || !retry {
+			if err != nil {
+				c.cfg.Logger.Warn("dynkey: recovery failed", "code", prob.Code, "err", err)
+			}
+			return res, nil
+		}
+		c.mu.Lock()
+		c.stats.Recoveries++
+		c.mu.Unlock()
+		c.emit(EventRecovered, "recovered from "+string(prob.Code)+"; retrying")
+		if res, sess, err = c.send(tmpl, contentType, body, false); err != nil {
+			return nil, err
+		}
 	}
-	c.mu.Lock()
-	c.stats.Recoveries++
-	c.mu.Unlock()
-	c.emit(EventRecovered, "recovered from "+string(prob.Code)+"; retrying once")
-	res, _, err = c.send(tmpl, contentType, body, false)
-	return res, err
+	return res, nil
 }
 
-// recover acts on a refusal and reports whether a retry can succeed.
-func (c *Client) recover(ctx context.Context, p *wire.Problem, sess *session) (bool, error) {
+// recover acts on a refusal of a request authenticated by the client key
+// used, and reports whether a retry can succeed.
+func (c *Client) recover(ctx context.Context, p *wire.Problem, sess *session, used wire.KeyID) (bool, error) {
 	switch p.Code {
 	case wire.CodeServerKeyUnknown, wire.CodeStale:
 		return true, c.recoverFrom(ctx, p)
 	case wire.CodeTokenExpired, wire.CodeTokenInvalid:
 		return true, c.login(ctx, sess)
 	case wire.CodeClientKeyUnknown:
+		// If the session's key changed since the request was sealed (the
+		// refused key was a pending key now dropped, or a key two
+		// rotations old), retry with the current one. If the refused key
+		// is still the one the client would use, retrying cannot help:
+		// the server lost it, so log in again.
 		c.mu.Lock()
-		pendingCleared := c.sess == sess && sess.pending == nil
+		keyChanged := c.sess == sess && sess.keyID != used &&
+			(sess.pending == nil || wire.ComputeKeyID(c.suite.Name(), sess.pending.Public().Bytes()) != used)
 		c.mu.Unlock()
-		if pendingCleared {
-			return true, nil // retry once with the old key, maybe it was the pending one that failed
+		if keyChanged {
+			return true, nil
 		}
 		return true, c.login(ctx, sess)
 	case wire.CodeReplay, wire.CodeRotationRefused:
@@ -281,14 +329,18 @@ func (c *Client) recover(ctx context.Context, p *wire.Problem, sess *session) (b
 // recoverFrom updates the server key or the clock after "server-key-unknown"
 // or "stale". A directory carried by the problem is verified against the
 // trusted identity key like any other; without one, the directory is
-// refetched at most once every 10 seconds.
+// refetched at most once every 10 seconds. After "stale" the directory is
+// refetched for its signed s_time (the problem's own is not trusted).
 func (c *Client) recoverFrom(ctx context.Context, p *wire.Problem) error {
 	now := c.cfg.Now()
 	if p.Code == wire.CodeStale {
-		c.mu.Lock()
-		c.setServerTimeLocked(p.STime, now)
-		c.mu.Unlock()
-		return nil
+		// The problem's s_time is not authenticated: adopting it would let
+		// a man in the middle date the client's messages in the future,
+		// keep them and deliver them later, fresh. Resync from the signed
+		// directory instead: nobody else can sign an s_time ahead of the
+		// server's clock (a replayed old one only dates messages in the
+		// past, where they are refused).
+		return c.fetchDirectory(ctx)
 	}
 	if p.Directory != nil {
 		c.mu.Lock()
@@ -394,14 +446,17 @@ func (c *Client) heartbeatLoop() {
 		case <-c.stop:
 			return
 		case <-t.C:
+			if c.stopCtx.Err() != nil {
+				return // closed while the ticker fired: no new heartbeat
+			}
 			c.mu.Lock()
 			loggedIn := c.sess != nil
 			c.mu.Unlock()
 			if !loggedIn {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HeartbeatInterval+10*time.Second)
-			if err := c.Heartbeat(ctx); err != nil {
+			ctx, cancel := context.WithTimeout(c.stopCtx, c.cfg.HeartbeatInterval+10*time.Second)
+			if err := c.Heartbeat(ctx); err != nil && c.stopCtx.Err() == nil {
 				c.mu.Lock()
 				c.stats.HeartbeatFailures++
 				c.mu.Unlock()

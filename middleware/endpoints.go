@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dynkey/dynkey/auth"
@@ -111,11 +112,11 @@ func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
 
 func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey []byte, now time.Time) (*wire.LoginResponse, *problemError) {
 	tkey := throttleKey(lr.Username)
-	fails, _, err := m.failedLogins(ctx, tkey)
+	ok, err := m.reserveLoginAttempt(ctx, tkey, now)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if fails >= m.o.MaxFailedLogins {
+	if !ok {
 		return nil, refuse(wire.CodeLoginThrottled, "too many failed logins; wait and retry")
 	}
 	if m.o.Authenticator == nil {
@@ -123,12 +124,10 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey
 	}
 	if err := m.o.Authenticator.Authenticate(ctx, lr.Username, lr.Password); err != nil {
 		if !errors.Is(err, auth.ErrBadCredentials) {
+			m.releaseLoginAttempt(ctx, tkey, now) // not the user's fault
 			return nil, unavailable(err)
 		}
-		if err := m.countFailedLogin(ctx, tkey, now); err != nil {
-			return nil, unavailable(err)
-		}
-		return nil, refuse(wire.CodeLoginFailed, "bad username or password")
+		return nil, refuse(wire.CodeLoginFailed, "bad username or password") // counted already
 	}
 	_ = m.o.Store.Delete(ctx, tkey)
 
@@ -167,7 +166,13 @@ func throttleKey(username string) string {
 	return "dynkey/throttle/" + hex.EncodeToString(h[:16])
 }
 
-func (m *Middleware) failedLogins(ctx context.Context, key string) (int, uint64, error) {
+// Login throttling (hole 8). The record under throttleKey is
+// "<failed attempts> <end of the window, ms>"; the window is judged by the
+// middleware's clock (Options.Now), the store's expiry only cleans up.
+
+// failedLogins returns the failed attempts counted in the username's current
+// window and the record's version (0 if absent).
+func (m *Middleware) failedLogins(ctx context.Context, key string, now time.Time) (int, uint64, error) {
 	e, err := m.o.Store.Get(ctx, key)
 	if errors.Is(err, errNotFound) {
 		return 0, 0, nil
@@ -175,22 +180,57 @@ func (m *Middleware) failedLogins(ctx context.Context, key string) (int, uint64,
 	if err != nil {
 		return 0, 0, err
 	}
-	n, _ := strconv.Atoi(string(e.Value))
+	count, end, _ := strings.Cut(string(e.Value), " ")
+	n, err1 := strconv.Atoi(count)
+	until, err2 := strconv.ParseInt(end, 10, 64)
+	if err1 != nil || err2 != nil || now.UnixMilli() >= until {
+		return 0, e.Version, nil // the window has passed
+	}
 	return n, e.Version, nil
 }
 
-func (m *Middleware) countFailedLogin(ctx context.Context, key string, now time.Time) error {
+// reserveLoginAttempt counts a login attempt as failed before its password
+// is checked, and reports false if the username already has
+// MaxFailedLogins failures in its window. Counting first, with a
+// compare-and-swap, means guesses sent at once cannot all pass the check
+// before any of them is counted; a correct password then clears the count.
+// Under persistent contention it refuses rather than let a guess through
+// uncounted.
+func (m *Middleware) reserveLoginAttempt(ctx context.Context, key string, now time.Time) (bool, error) {
 	for range 8 {
-		n, v, err := m.failedLogins(ctx, key)
+		n, v, err := m.failedLogins(ctx, key, now)
 		if err != nil {
-			return err
+			return false, err
 		}
-		_, err = m.o.Store.CompareAndSwap(ctx, key, v, []byte(strconv.Itoa(n+1)), now.Add(m.o.LoginThrottleWindow))
-		if !errors.Is(err, errConflict) {
-			return err
+		if n >= m.o.MaxFailedLogins {
+			return false, nil
+		}
+		if err := m.putFailedLogins(ctx, key, v, n+1, now); !errors.Is(err, errConflict) {
+			return err == nil, err
 		}
 	}
-	return nil
+	return false, nil
+}
+
+// releaseLoginAttempt takes back a reserved attempt whose password could not
+// be checked (the Authenticator failed). Best effort.
+func (m *Middleware) releaseLoginAttempt(ctx context.Context, key string, now time.Time) {
+	for range 8 {
+		n, v, err := m.failedLogins(ctx, key, now)
+		if err != nil || n == 0 {
+			return
+		}
+		if err := m.putFailedLogins(ctx, key, v, n-1, now); !errors.Is(err, errConflict) {
+			return
+		}
+	}
+}
+
+func (m *Middleware) putFailedLogins(ctx context.Context, key string, version uint64, n int, now time.Time) error {
+	until := now.Add(m.o.LoginThrottleWindow)
+	v := strconv.Itoa(n) + " " + strconv.FormatInt(until.UnixMilli(), 10)
+	_, err := m.o.Store.CompareAndSwap(ctx, key, version, []byte(v), until)
+	return err
 }
 
 // serveHeartbeat answers with the server's time and the signed key

@@ -27,6 +27,9 @@ type sealParams struct {
 	pending   bool              // key is the session's pending key
 	sess      *session
 	sentAt    uint64 // the client's estimate of the server clock at sending (ms)
+	// messageID, if set, is the id to send instead of a fresh one: a
+	// retry reuses the id of the refused request (see do).
+	messageID *[wire.MessageIDSize]byte
 }
 
 // result is an opened response or a refusal.
@@ -38,6 +41,7 @@ type result struct {
 	at          time.Time
 	status      int        // the authenticated status (differs from resp's for 204, 304)
 	keyID       wire.KeyID // the client key that authenticated the request
+	messageID   [wire.MessageIDSize]byte
 }
 
 func (r *result) problem() (*wire.Problem, bool) { return r.prob, r.prob != nil }
@@ -61,7 +65,9 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 
 	h := wire.RequestHeader{Type: p.typ, Suite: c.suite.Name(), ServerKeyID: srvKeyID, ClientKey: p.clientKey,
 		Token: p.token, STime: sTime, Elapsed: elapsed}
-	if _, err := io.ReadFull(c.cfg.Rand, h.MessageID[:]); err != nil {
+	if p.messageID != nil {
+		h.MessageID = *p.messageID
+	} else if _, err := io.ReadFull(c.cfg.Rand, h.MessageID[:]); err != nil {
 		return nil, err
 	}
 	in := wire.Inner{ContentType: contentType, Body: body}
@@ -109,7 +115,7 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 	if err != nil {
 		return nil, err
 	}
-	res := &result{resp: resp, at: c.cfg.Now()}
+	res := &result{resp: resp, at: c.cfg.Now(), messageID: h.MessageID}
 	switch mediaType(resp.Header.Get("Content-Type")) {
 	case wire.MediaType:
 		status := resp.StatusCode
@@ -142,14 +148,14 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 
 // send seals and sends one request under the current session, rotating the
 // client key if the policy says so, and settles the rotation's outcome.
-func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allowRotate bool) (*result, *session, error) {
+func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allowRotate bool, messageID *[wire.MessageIDSize]byte) (*result, *session, error) {
 	c.mu.Lock()
 	sess := c.sess
 	if sess == nil {
 		c.mu.Unlock()
 		return nil, nil, errors.New("dynkey/client: not logged in")
 	}
-	p := &sealParams{typ: wire.TypeRequest, key: sess.key, token: sess.token, sess: sess}
+	p := &sealParams{typ: wire.TypeRequest, key: sess.key, token: sess.token, sess: sess, messageID: messageID}
 	keyID := sess.keyID
 	if sess.pending != nil {
 		p.key, p.pending = sess.pending, true
@@ -258,8 +264,9 @@ const maxRecoveries = 3
 // do sends a request with the protocol's recovery: after a refusal that
 // says what to do (refetch the directory, log in again, resync the clock,
 // retry), it does that and retries with a fresh envelope, at most once per
-// kind of refusal. A refusal always comes before any handler ran, so a retry
-// never runs a handler twice.
+// kind of refusal. A genuine refusal always comes before any handler ran;
+// a forged one may not, so the retry keeps the message id (below) and the
+// server's replay check keeps a handler from running twice.
 func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*result, error) {
 	ctx := tmpl.Context()
 	c.mu.Lock()
@@ -270,7 +277,7 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 			return nil, err
 		}
 	}
-	res, sess, err := c.send(tmpl, contentType, body, true)
+	res, sess, err := c.send(tmpl, contentType, body, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +298,18 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 		c.stats.Recoveries++
 		c.mu.Unlock()
 		c.emit(EventRecovered, "recovered from "+string(prob.Code)+"; retrying")
-		if res, sess, err = c.send(tmpl, contentType, body, false); err != nil {
+		// Refusals are not authenticated: one may be forged by a man in
+		// the middle after the handler ran. The retry therefore reuses the
+		// refused request's message id, which the server records only
+		// after the checks that give the refusals retried here (docs/
+		// PROTOCOL.md §11): if the request did run, the retry is refused as
+		// a replay instead of running it twice. A refused rotation is the
+		// exception: the server recorded the id before refusing it.
+		var id *[wire.MessageIDSize]byte
+		if prob.Code != wire.CodeRotationRefused {
+			id = &res.messageID
+		}
+		if res, sess, err = c.send(tmpl, contentType, body, false, id); err != nil {
 			return nil, err
 		}
 	}
@@ -320,9 +338,11 @@ func (c *Client) recover(ctx context.Context, p *wire.Problem, sess *session, us
 			return true, nil
 		}
 		return true, c.login(ctx, sess)
-	case wire.CodeReplay, wire.CodeRotationRefused:
+	case wire.CodeRotationRefused:
 		return true, nil
 	}
+	// Not "replay": the message was delivered before (its handler may have
+	// run, and a retry with a new id would run it again).
 	return false, nil
 }
 

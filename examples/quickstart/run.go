@@ -29,6 +29,11 @@ import (
 	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/store/sqlite"
 	"github.com/dynkey/dynkey/wire"
+
+	// Every built-in suite, so that -suite can name any of them.
+	_ "github.com/dynkey/dynkey/crypto/pq"
+	_ "github.com/dynkey/dynkey/crypto/rsa"
+	_ "github.com/dynkey/dynkey/crypto/tink"
 )
 
 // errDemoFailed is returned by run after the summary line when a request

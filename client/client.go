@@ -287,7 +287,9 @@ func (c *Client) ClientKeyID() (wire.KeyID, bool) {
 	return c.sess.keyID, true
 }
 
-// RotateNow makes the next request carry a client key rotation.
+// RotateNow makes the client rotate its key on its next heartbeat or
+// idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) once the next key is
+// ready; rotations never ride on a POST or PATCH (see docs/PROTOCOL.md §9).
 func (c *Client) RotateNow() {
 	c.mu.Lock()
 	c.forceRot = true

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dynkey/dynkey/crypto"
@@ -277,7 +278,7 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 			return nil, err
 		}
 	}
-	res, sess, err := c.send(tmpl, contentType, body, true, nil)
+	res, sess, err := c.send(tmpl, contentType, body, mayCarryRotation(tmpl), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +305,9 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 		// after the checks that give the refusals retried here (docs/
 		// PROTOCOL.md §11): if the request did run, the retry is refused as
 		// a replay instead of running it twice. A refused rotation is the
-		// exception: the server recorded the id before refusing it.
+		// exception: the server recorded the id before refusing it; that is
+		// why rotations ride only on requests that are safe to repeat
+		// (mayCarryRotation).
 		var id *[wire.MessageIDSize]byte
 		if prob.Code != wire.CodeRotationRefused {
 			id = &res.messageID
@@ -314,6 +317,18 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 		}
 	}
 	return res, nil
+}
+
+// mayCarryRotation reports whether a request may carry a client key
+// rotation: heartbeats and idempotent methods (RFC 9110 §9.2.2). A refused
+// rotation is retried with a fresh message id, so a refusal forged after the
+// handler ran would repeat the request; for these requests that is harmless.
+func mayCarryRotation(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return r.URL.Path == wire.PathHeartbeat || strings.HasSuffix(r.URL.Path, wire.PathHeartbeat)
 }
 
 // recover acts on a refusal of a request authenticated by the client key

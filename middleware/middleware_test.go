@@ -116,7 +116,10 @@ func mtClient(t *testing.T, s *mtServer, now func() time.Time) (*client.Client, 
 // mtEcho calls /api/echo and returns the body, failing on any other status.
 func mtEcho(t *testing.T, s *mtServer, hc *http.Client, body string) string {
 	t.Helper()
-	resp, err := hc.Post(s.srv.URL+"/api/echo", "text/plain", strings.NewReader(body))
+	// PUT: idempotent, so the client may carry a key rotation on it.
+	req, err := http.NewRequest(http.MethodPut, s.srv.URL+"/api/echo", strings.NewReader(body))
+	require.NoError(t, err)
+	resp, err := hc.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -79,8 +79,15 @@ func run(out io.Writer) error {
 		fmt.Fprintf(out, "%d %s\n", resp.StatusCode, b)
 	}
 	call("first")
+	// The client rotates on a heartbeat (or an idempotent request) once its
+	// next key, generated in the background, is ready.
 	c.RotateNow()
-	call("after asking the client to rotate")
+	for i := 0; i < 100 && c.Stats().ClientRotations == 0; i++ {
+		if err := c.Heartbeat(context.Background()); err != nil {
+			return err
+		}
+	}
+	call("after the client rotated")
 	if err := m.Rotate(context.Background()); err != nil {
 		return err
 	}

@@ -288,11 +288,17 @@ func (e *sdkEnv) primaryID(t *testing.T) string {
 	return k.ID
 }
 
-// sdkTry posts body to url and decodes the echo; it does not fail the test,
-// so goroutines can use it.
+// sdkTry PUTs body to url and decodes the echo; it does not fail the test,
+// so goroutines can use it. PUT is idempotent, so these calls may carry a
+// client key rotation (the SDK never rotates on a POST).
 func sdkTry(hc *http.Client, url, body string) (sdkEcho, error) {
 	var out sdkEcho
-	resp, err := hc.Post(url, "text/plain", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	if err != nil {
+		return out, err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := hc.Do(req)
 	if err != nil {
 		return out, err
 	}

@@ -214,7 +214,7 @@ func rotateSDK(t *testing.T, c *client.Client, target string) {
 	hc := c.HTTPClient()
 	require.Eventually(t, func() bool {
 		c.RotateNow()
-		if status, _, err := call(hc, http.MethodPost, target, "rotate"); err != nil || status != http.StatusOK {
+		if status, _, err := call(hc, http.MethodPut, target, "rotate"); err != nil || status != http.StatusOK {
 			return false
 		}
 		return c.Stats().ClientRotations > before

@@ -38,7 +38,9 @@ func TestSmoke(t *testing.T) {
 	defer c.Close()
 	hc := c.HTTPClient()
 	for i := range 3 {
-		resp, err := hc.Post(srv.URL+"/api/echo", "text/plain", strings.NewReader("hello"))
+		// PUT: the SDK rotates only on heartbeats and idempotent requests.
+		req, _ := http.NewRequest(http.MethodPut, srv.URL+"/api/echo", strings.NewReader("hello"))
+		resp, err := hc.Do(req)
 		require.NoError(t, err)
 		b, _ := io.ReadAll(resp.Body)
 		require.Equal(t, 200, resp.StatusCode, string(b))

@@ -327,7 +327,10 @@ func (c *Client) endpoint(path string) string {
 
 // fetchDirectory gets and verifies the key directory.
 func (c *Client) fetchDirectory(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint(wire.PathKeys), nil)
+	// Ask for our suite's directory: a server that switched suites still
+	// serves the previous one to its existing sessions, and one that does
+	// not offer ours at all refuses (we never take another suite).
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint(wire.PathKeys)+"?suite="+url.QueryEscape(c.suite.Name()), nil)
 	if err != nil {
 		return err
 	}
@@ -342,6 +345,9 @@ func (c *Client) fetchDirectory(ctx context.Context) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
+		if p, ok := wire.ParseProblem(b); ok {
+			return fmt.Errorf("dynkey/client: key directory for suite %s: %w", c.suite.Name(), p)
+		}
 		return fmt.Errorf("dynkey/client: key directory: HTTP %d", resp.StatusCode)
 	}
 	var sd wire.SignedDirectory

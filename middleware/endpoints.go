@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -28,7 +29,7 @@ func (m *Middleware) Endpoints() http.Handler {
 				m.writeProblem(w, refuse(wire.CodeMethod, "use GET"))
 				return
 			}
-			m.serveKeys(w)
+			m.serveKeys(w, r)
 		case wire.PathLogin:
 			if r.Method != http.MethodPost {
 				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
@@ -47,10 +48,20 @@ func (m *Middleware) Endpoints() http.Handler {
 	})
 }
 
-func (m *Middleware) serveKeys(w http.ResponseWriter) {
-	sd, err := m.directory()
+// serveKeys serves the directory of the configured suite, or with
+// ?suite=NAME that of another suite whose sessions are still served.
+func (m *Middleware) serveKeys(w http.ResponseWriter, r *http.Request) {
+	suite := r.URL.Query().Get("suite")
+	if suite == "" {
+		suite = m.suite.Name()
+	}
+	sd, ok, err := m.directory(suite)
 	if err != nil {
 		m.writeProblem(w, unavailable(err))
+		return
+	}
+	if !ok {
+		m.writeProblem(w, refuse(wire.CodeUnsupportedSuite, fmt.Sprintf("this server uses suite %q", m.suite.Name())))
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -148,7 +159,7 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	dir, err := m.directory()
+	dir, _, err := m.directory(m.suite.Name())
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -244,9 +255,9 @@ func (m *Middleware) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x := &Exchange{m: m, secret: o.secret, messageID: o.req.MessageID}
-	dir, err := m.directory()
-	if err != nil {
-		m.writeProblem(w, unavailable(err))
+	dir, ok, err := m.directory(o.session.Suite)
+	if err != nil || !ok {
+		m.writeProblem(w, unavailable(fmt.Errorf("no directory for suite %s: %v", o.session.Suite, err)))
 		return
 	}
 	now := m.now()

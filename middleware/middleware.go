@@ -54,7 +54,11 @@ import (
 // default, except Authenticator, which login needs.
 type Options struct {
 	// Suite is the algorithm suite of new server keys and sessions, by
-	// registered name. Default "ecies-x25519".
+	// registered name. Default "ecies-x25519". Changing it on a running
+	// deployment is safe: new logins use the new suite, while sessions of
+	// the previous one keep it (its key pair stays primary for that suite,
+	// rotating by policy) until TokenTTL after the change; see
+	// docs/SUITES.md.
 	Suite string
 
 	// Store holds sessions, the key ring and replay ids. Instances that
@@ -142,9 +146,7 @@ type Middleware struct {
 	lastReload time.Time
 
 	dirMu    sync.Mutex
-	dirCache *wire.SignedDirectory
-	dirAt    time.Time
-	dirEpoch uint64
+	dirCache map[string]dirCacheEntry // by suite
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -265,6 +267,7 @@ type ctxKey struct{}
 type Session struct {
 	ID          string // hex session id
 	Username    string
+	Suite       string // the suite the session logged in with
 	ClientKeyID wire.KeyID
 	// Rotated is true when this request replaced the client's key.
 	Rotated bool

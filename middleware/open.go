@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -93,13 +94,17 @@ func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, n
 	if req.Type != typ {
 		return nil, nil, refuse(wire.CodeBadFormat, "wrong message type for this endpoint")
 	}
-	if req.Suite != m.suite.Name() {
-		return nil, nil, refuse(wire.CodeUnsupportedSuite, "this server uses suite "+m.suite.Name())
+	// New sessions use the configured suite; an existing session keeps the
+	// suite it logged in with while that suite still has a primary key
+	// (open checks that the message's suite is the session's: no
+	// downgrade).
+	if req.Suite != m.suite.Name() && (typ == wire.TypeLogin || m.ring.Load().primaries[req.Suite] == nil) {
+		return nil, nil, refuse(wire.CodeUnsupportedSuite, fmt.Sprintf("this server uses suite %q", m.suite.Name()))
 	}
 	sk := m.keyFor(ctx, req.ServerKeyID)
 	if sk == nil || sk.suite.Name() != req.Suite {
 		p := refuse(wire.CodeServerKeyUnknown, "unknown or retired server key "+req.ServerKeyID.String())
-		p.p.Directory, _ = m.directory()
+		p.p.Directory, _, _ = m.directory(req.Suite)
 		return nil, nil, p
 	}
 	// Freshness against the server's own clock: the client's estimate is
@@ -165,6 +170,9 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request) (*opened, *pro
 	if err := json.Unmarshal(e.Value, &sr); err != nil {
 		return nil, unavailable(err)
 	}
+	if req.Suite != sr.Suite {
+		return nil, refuse(wire.CodeUnsupportedSuite, fmt.Sprintf("this session uses suite %q", sr.Suite))
+	}
 	// The token's username must be the session's (patent step b2).
 	if subtle.ConstantTimeCompare([]byte(sr.Username), []byte(c.Username)) != 1 {
 		return nil, refuse(wire.CodeTokenInvalid, "token does not match its session")
@@ -201,7 +209,7 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request) (*opened, *pro
 		return nil, refuse(wire.CodeTooLarge, "body exceeds the size limit")
 	}
 	o := &opened{req: req, inner: inner, secret: secret, claims: c,
-		session: &Session{ID: hex.EncodeToString(c.SessionID[:]), Username: sr.Username, ClientKeyID: clientKeyID}}
+		session: &Session{ID: hex.EncodeToString(c.SessionID[:]), Username: sr.Username, Suite: sr.Suite, ClientKeyID: clientKeyID}}
 	if inner.Rotating() {
 		if !current {
 			return nil, refuse(wire.CodeRotationRefused, "a rotation must be authenticated by the current client key")

@@ -48,6 +48,10 @@ type keyRecord struct {
 	PrimarySince   int64    `json:"primary_since"`           // ms
 	DecryptUntil   int64    `json:"decrypt_until,omitempty"` // ms, when retired
 	TokenUntil     int64    `json:"token_until,omitempty"`   // ms, when retired
+	// LegacySince is set on the primary key of a suite that is no longer
+	// the configured one (ms): it keeps serving that suite's existing
+	// sessions, rotating by policy, until TokenTTL after this time.
+	LegacySince int64 `json:"legacy_since,omitempty"`
 }
 
 type ringRecord struct {
@@ -67,6 +71,7 @@ type serverKey struct {
 	token        cipher.AEAD       // nil once the record is gone
 	primarySince time.Time
 	decryptUntil time.Time
+	legacySince  time.Time // zero unless a legacy suite's primary
 }
 
 // keyRing is an immutable snapshot of the ring.
@@ -75,8 +80,12 @@ type keyRing struct {
 	epoch    uint64
 	rec      ringRecord
 	identity ed25519.PrivateKey
-	primary  *serverKey
-	keys     map[wire.KeyID]*serverKey
+	// primary is the primary key of the configured suite; primaries holds
+	// the primary key of every suite that still has sessions (exactly one
+	// per suite).
+	primary   *serverKey
+	primaries map[string]*serverKey
+	keys      map[wire.KeyID]*serverKey
 }
 
 // kek seals secrets at rest with XChaCha20-Poly1305 (random 24-byte nonces),
@@ -121,8 +130,8 @@ func (m *Middleware) initRing(ctx context.Context) error {
 	for range 5 {
 		err := m.reload(ctx)
 		if err == nil {
-			if m.ring.Load().primary == nil || m.ring.Load().primary.suite.Name() != m.suite.Name() {
-				return m.Rotate(ctx)
+			if m.ring.Load().primary == nil {
+				return m.adoptSuite(ctx)
 			}
 			return nil
 		}
@@ -141,7 +150,7 @@ func (m *Middleware) initRing(ctx context.Context) error {
 		if rec.SealedIdentity, err = m.kek.seal(m.o.Rand, "identity", "", id.Seed()); err != nil {
 			return err
 		}
-		kr, err := m.newKeyRecord()
+		kr, err := m.newKeyRecord(m.suite)
 		if err != nil {
 			return err
 		}
@@ -158,18 +167,18 @@ func (m *Middleware) initRing(ctx context.Context) error {
 
 // newKeyRecord generates a key pair and token key. Key generation happens
 // here, in the maintenance path, never on a request's path.
-func (m *Middleware) newKeyRecord() (keyRecord, error) {
-	priv, err := m.suite.GenerateKey(m.o.Rand)
+func (m *Middleware) newKeyRecord(suite crypto.Suite) (keyRecord, error) {
+	priv, err := suite.GenerateKey(m.o.Rand)
 	if err != nil {
-		return keyRecord{}, fmt.Errorf("dynkey/middleware: generating a %s key: %w", m.suite.Name(), err)
+		return keyRecord{}, fmt.Errorf("dynkey/middleware: generating a %s key: %w", suite.Name(), err)
 	}
 	pub := priv.Public().Bytes()
-	id := wire.ComputeKeyID(m.suite.Name(), pub).String()
+	id := wire.ComputeKeyID(suite.Name(), pub).String()
 	tk := make([]byte, chacha20poly1305.KeySize)
 	if _, err := io.ReadFull(m.o.Rand, tk); err != nil {
 		return keyRecord{}, err
 	}
-	r := keyRecord{ID: id, Suite: m.suite.Name(), Public: pub, State: StatePrimary, PrimarySince: m.now().UnixMilli()}
+	r := keyRecord{ID: id, Suite: suite.Name(), Public: pub, State: StatePrimary, PrimarySince: m.now().UnixMilli()}
 	pb := priv.Bytes()
 	r.SealedPrivate, err = m.kek.seal(m.o.Rand, "private key", id, pb)
 	clear(pb)
@@ -207,7 +216,7 @@ func (m *Middleware) reload(ctx context.Context) error {
 }
 
 func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error) {
-	r := &keyRing{version: version, epoch: rec.Epoch, rec: rec, keys: map[wire.KeyID]*serverKey{}}
+	r := &keyRing{version: version, epoch: rec.Epoch, rec: rec, keys: map[wire.KeyID]*serverKey{}, primaries: map[string]*serverKey{}}
 	seed, err := m.kek.open("identity", "", rec.SealedIdentity)
 	if err != nil {
 		return nil, err
@@ -229,6 +238,9 @@ func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error
 		k := &serverKey{id: id, state: kr.State, suite: s, primarySince: time.UnixMilli(kr.PrimarySince)}
 		if kr.DecryptUntil != 0 {
 			k.decryptUntil = time.UnixMilli(kr.DecryptUntil)
+		}
+		if kr.LegacySince != 0 {
+			k.legacySince = time.UnixMilli(kr.LegacySince)
 		}
 		if k.public, err = s.ParsePublicKey(kr.Public); err != nil {
 			return nil, err
@@ -256,10 +268,13 @@ func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error
 			}
 		}
 		if kr.State == StatePrimary {
-			if r.primary != nil {
-				return nil, errors.New("dynkey/middleware: stored key ring has two primary keys")
+			if r.primaries[kr.Suite] != nil {
+				return nil, fmt.Errorf("dynkey/middleware: stored key ring has two primary %s keys", kr.Suite)
 			}
-			r.primary = k
+			r.primaries[kr.Suite] = k
+			if kr.Suite == m.suite.Name() {
+				r.primary = k
+			}
 		}
 		r.keys[id] = k
 	}
@@ -320,12 +335,12 @@ func (m *Middleware) updateRing(ctx context.Context, change func(rec *ringRecord
 // from several instances at once: each call adds exactly one key, and the
 // ring always has exactly one primary.
 func (m *Middleware) Rotate(ctx context.Context) error {
-	nk, err := m.newKeyRecord()
+	nk, err := m.newKeyRecord(m.suite)
 	if err != nil {
 		return err
 	}
 	return m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
-		m.retirePrimary(rec)
+		m.retirePrimary(rec, m.suite.Name())
 		nk.PrimarySince = m.now().UnixMilli()
 		rec.Keys = append(rec.Keys, nk)
 		rec.Epoch++
@@ -333,10 +348,45 @@ func (m *Middleware) Rotate(ctx context.Context) error {
 	})
 }
 
-func (m *Middleware) retirePrimary(rec *ringRecord) {
+// adoptSuite adds a primary key for the configured suite when the ring has
+// none: the deployment switched suites. The other suites' primaries stay
+// (their sessions keep working) but are marked legacy, to be retired once
+// every session they serve has expired.
+func (m *Middleware) adoptSuite(ctx context.Context) error {
+	nk, err := m.newKeyRecord(m.suite)
+	if err != nil {
+		return err
+	}
+	err = m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
+		now := m.now().UnixMilli()
+		for i := range rec.Keys {
+			k := &rec.Keys[i]
+			if k.State != StatePrimary {
+				continue
+			}
+			if k.Suite == m.suite.Name() {
+				return false, nil // another instance adopted it first
+			}
+			if k.LegacySince == 0 {
+				k.LegacySince = now
+			}
+		}
+		nk.PrimarySince = now
+		rec.Keys = append(rec.Keys, nk)
+		rec.Epoch++
+		return true, nil
+	})
+	if err == nil {
+		m.log.Info("dynkey: suite changed; new logins use it, existing sessions keep theirs", "suite", m.suite.Name())
+	}
+	return err
+}
+
+// retirePrimary makes the primary key of suite decrypt-only.
+func (m *Middleware) retirePrimary(rec *ringRecord, suite string) {
 	now := m.now()
 	for i := range rec.Keys {
-		if rec.Keys[i].State == StatePrimary {
+		if rec.Keys[i].State == StatePrimary && rec.Keys[i].Suite == suite {
 			rec.Keys[i].State = StateDecryptOnly
 			rec.Keys[i].DecryptUntil = now.Add(m.o.ServerKeyGrace).UnixMilli()
 			rec.Keys[i].TokenUntil = now.Add(m.o.TokenTTL).UnixMilli()
@@ -354,33 +404,58 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 	}
 	r := m.ring.Load()
 	now := m.now()
-	if r.primary != nil && m.o.ServerPolicy.Decide(policy.Facts{Now: now, Age: now.Sub(r.primary.primarySince)}) == policy.Rotate {
-		primaryID := r.primary.id.String()
-		nk, err := m.newKeyRecord()
+	for suiteName, p := range r.primaries {
+		legacyEnd := p.legacySince.Add(m.o.TokenTTL)
+		if !p.legacySince.IsZero() && !now.Before(legacyEnd) {
+			continue // retired below, not replaced
+		}
+		if m.o.ServerPolicy.Decide(policy.Facts{Now: now, Age: now.Sub(p.primarySince), KeyID: p.id[:]}) == policy.Keep {
+			continue
+		}
+		primaryID := p.id.String()
+		nk, err := m.newKeyRecord(p.suite)
 		if err != nil {
 			return err
 		}
+		rotated := false
 		if err := m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
 			// Another instance may have rotated meanwhile: rotate only if
 			// the primary is still the one the policy judged.
+			legacy := int64(0)
 			for _, k := range rec.Keys {
-				if k.State == StatePrimary && k.ID != primaryID {
-					return false, nil
+				if k.State == StatePrimary && k.Suite == suiteName {
+					if k.ID != primaryID {
+						return false, nil
+					}
+					legacy = k.LegacySince
 				}
 			}
-			m.retirePrimary(rec)
+			m.retirePrimary(rec, suiteName)
 			nk.PrimarySince = m.now().UnixMilli()
+			nk.LegacySince = legacy
 			rec.Keys = append(rec.Keys, nk)
 			rec.Epoch++
+			rotated = true
 			return true, nil
 		}); err != nil {
 			return err
 		}
-		m.log.Info("dynkey: server key rotated", "policy", m.o.ServerPolicy.String(), "key_id", nk.ID)
+		if rotated {
+			m.log.Info("dynkey: server key rotated", "policy", m.o.ServerPolicy.String(), "suite", suiteName, "key_id", nk.ID)
+		}
 	}
 	return m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
 		now := m.now().UnixMilli()
 		changed := false
+		for i := range rec.Keys {
+			k := &rec.Keys[i]
+			if k.State == StatePrimary && k.LegacySince != 0 && k.Suite != m.suite.Name() &&
+				now >= k.LegacySince+m.o.TokenTTL.Milliseconds() {
+				// Every session of this legacy suite has expired.
+				m.retirePrimary(rec, k.Suite)
+				changed = true
+			}
+		}
 		kept := rec.Keys[:0]
 		for _, k := range rec.Keys {
 			if k.State == StateDecryptOnly && now >= k.DecryptUntil {
@@ -414,29 +489,43 @@ func (m *Middleware) keyFor(ctx context.Context, id wire.KeyID) *serverKey {
 	return k
 }
 
-// directory returns the signed key directory, re-signed at most once a
-// second (its s_time is a client's time base for its first message).
-func (m *Middleware) directory() (*wire.SignedDirectory, error) {
+// directory returns the signed key directory of a suite that has a primary
+// key (ok false otherwise), re-signed at most once a second (its s_time is a
+// client's time base for its first message).
+func (m *Middleware) directory(suite string) (sd *wire.SignedDirectory, ok bool, err error) {
 	r := m.ring.Load()
+	if r.primaries[suite] == nil {
+		return nil, false, nil
+	}
 	now := m.now()
 	m.dirMu.Lock()
 	defer m.dirMu.Unlock()
-	if m.dirCache != nil && m.dirEpoch == r.version && now.Sub(m.dirAt) < time.Second && !now.Before(m.dirAt) {
-		return m.dirCache, nil
+	if c, hit := m.dirCache[suite]; hit && c.version == r.version && now.Sub(c.at) < time.Second && !now.Before(c.at) {
+		return c.sd, true, nil
 	}
-	d := &wire.Directory{Version: 1, Epoch: r.epoch, Suite: m.suite.Name(), STime: now.UnixMilli()}
+	d := &wire.Directory{Version: 1, Epoch: r.epoch, Suite: suite, STime: now.UnixMilli()}
 	for _, kr := range r.rec.Keys {
 		switch {
+		case kr.Suite != suite:
 		case kr.State == StatePrimary:
 			d.Keys = append(d.Keys, wire.DirectoryKey{ID: kr.ID, Public: kr.Public, Status: wire.StatusPrimary})
-		case kr.State == StateDecryptOnly && now.UnixMilli() < kr.DecryptUntil && kr.Suite == m.suite.Name():
+		case kr.State == StateDecryptOnly && now.UnixMilli() < kr.DecryptUntil:
 			d.Keys = append(d.Keys, wire.DirectoryKey{ID: kr.ID, Public: kr.Public, Status: wire.StatusDecryptOnly, Expires: kr.DecryptUntil})
 		}
 	}
-	sd, err := wire.SignDirectory(r.identity, d)
+	sd, err = wire.SignDirectory(r.identity, d)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	m.dirCache, m.dirAt, m.dirEpoch = sd, now, r.version
-	return sd, nil
+	if m.dirCache == nil {
+		m.dirCache = map[string]dirCacheEntry{}
+	}
+	m.dirCache[suite] = dirCacheEntry{sd: sd, at: now, version: r.version}
+	return sd, true, nil
+}
+
+type dirCacheEntry struct {
+	sd      *wire.SignedDirectory
+	at      time.Time
+	version uint64
 }

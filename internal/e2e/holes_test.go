@@ -886,19 +886,35 @@ func TestHole7_Downgrade(t *testing.T) {
 
 		o := baseOptions(t, clk, st)
 		o.Suite = "ecies-p256"
-		neu := startServer(t, o) // rotates to a P-256 key; the X25519 one is decrypt-only
+		neu := startServer(t, o) // adds a P-256 primary; the X25519 one stays primary for its sessions
 		var states []string
 		for _, k := range readRing(t, st).Keys {
 			states = append(states, k.Suite+" "+k.State)
 		}
-		require.ElementsMatch(t, []string{"ecies-x25519 decrypt-only", "ecies-p256 primary"}, states)
+		require.ElementsMatch(t, []string{"ecies-x25519 primary", "ecies-p256 primary"}, states)
 
+		// The existing session keeps its suite on the new server...
 		rc.base = neu.URL
-		r := rc.post("/api/x", "downgraded")
+		rc.post("/api/x", "kept").echo(t)
+		// ...but nobody can log in with the old suite any more.
+		r := rc.login("alice", testUsers["alice"])
 		require.Equal(t, wire.CodeUnsupportedSuite, r.code())
-		require.Zero(t, neu.app.calls.Load())
-		r = rc.login("alice", testUsers["alice"])
+
+		// Once every session of the old suite has expired, its key retires
+		// and the old suite is refused outright.
+		clk.Advance(12*time.Hour + time.Second) // the default TokenTTL
+		require.NoError(t, neu.m.Maintain(context.Background()))
+		states = states[:0]
+		for _, k := range readRing(t, st).Keys {
+			if k.State == "primary" {
+				states = append(states, k.Suite)
+			}
+		}
+		require.Equal(t, []string{"ecies-p256"}, states)
+		calls := neu.app.calls.Load()
+		r = rc.post("/api/x", "too late")
 		require.Equal(t, wire.CodeUnsupportedSuite, r.code())
+		require.Equal(t, calls, neu.app.calls.Load())
 	})
 }
 

@@ -236,6 +236,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, suite: s, base: u, next: cfg.Transport, stop: make(chan struct{}), done: make(chan struct{})}
 	c.stopCtx, c.cancelStop = context.WithCancel(context.Background())
+	// The first key too is generated ahead of time, so a first login with
+	// a slow suite (RSA) rarely waits for it.
+	c.prepareNextKey()
 	if cfg.HeartbeatInterval > 0 {
 		go c.heartbeatLoop()
 	} else {

@@ -154,3 +154,26 @@ func Names() []string {
 	slices.Sort(names)
 	return names
 }
+
+// KeyEncryptionAEAD is a key-encryption key (KEK): an AEAD under which
+// private keys are stored. Its method set is that of tink-go's tink.AEAD, so
+// a tink AEAD (a KMS client's remote AEAD, say) is one. Implementations must
+// be safe for concurrent use.
+type KeyEncryptionAEAD interface {
+	// Encrypt encrypts plaintext, authenticating associatedData.
+	Encrypt(plaintext, associatedData []byte) ([]byte, error)
+	// Decrypt decrypts and authenticates a ciphertext made by Encrypt with
+	// the same associatedData.
+	Decrypt(ciphertext, associatedData []byte) ([]byte, error)
+}
+
+// PrivateKeyEncrypter is an optional interface of a Suite that writes its
+// private keys encrypted under a KeyEncryptionAEAD by its own means (tink
+// keysets, for example, are written encrypted by tink itself), so that the
+// cleartext encoding of PrivateKey.Bytes is never produced for storage. The
+// middleware finds it with a type assertion and uses it instead of Bytes
+// when storing server keys.
+type PrivateKeyEncrypter interface {
+	MarshalPrivateKeyEncrypted(k PrivateKey, kek KeyEncryptionAEAD) ([]byte, error)
+	ParsePrivateKeyEncrypted(b []byte, kek KeyEncryptionAEAD) (PrivateKey, error)
+}

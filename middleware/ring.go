@@ -52,6 +52,10 @@ type keyRecord struct {
 	// the configured one (ms): it keeps serving that suite's existing
 	// sessions, rotating by policy, until TokenTTL after this time.
 	LegacySince int64 `json:"legacy_since,omitempty"`
+	// SealedBySuite: SealedPrivate was written by the suite's own
+	// crypto.PrivateKeyEncrypter (tink keysets) under the KEK, not from
+	// PrivateKey.Bytes.
+	SealedBySuite bool `json:"sealed_by_suite,omitempty"`
 }
 
 type ringRecord struct {
@@ -125,6 +129,47 @@ func (k *kek) open(purpose, id string, sealed []byte) ([]byte, error) {
 	return pt, nil
 }
 
+// kekAEAD adapts the key-encryption key to crypto.KeyEncryptionAEAD for a
+// suite that encrypts its own private keys; the associated data the suite
+// passes is bound after the purpose and the key id.
+func (m *Middleware) kekAEAD(id string) crypto.KeyEncryptionAEAD {
+	return kekAEAD{m: m, id: id}
+}
+
+type kekAEAD struct {
+	m  *Middleware
+	id string
+}
+
+func (a kekAEAD) Encrypt(pt, ad []byte) ([]byte, error) {
+	return a.m.kek.seal(a.m.o.Rand, "suite-encrypted private key", a.id+"\x00"+string(ad), pt)
+}
+
+func (a kekAEAD) Decrypt(ct, ad []byte) ([]byte, error) {
+	return a.m.kek.open("suite-encrypted private key", a.id+"\x00"+string(ad), ct)
+}
+
+// openPrivate unseals and parses a stored private key.
+func (m *Middleware) openPrivate(s crypto.Suite, kr keyRecord) (crypto.PrivateKey, error) {
+	if kr.SealedBySuite {
+		pe, ok := s.(crypto.PrivateKeyEncrypter)
+		if !ok {
+			return nil, fmt.Errorf("dynkey/middleware: key %s was sealed by suite %s, which no longer encrypts keys", kr.ID, kr.Suite)
+		}
+		k, err := pe.ParsePrivateKeyEncrypted(kr.SealedPrivate, m.kekAEAD(kr.ID))
+		if err != nil {
+			return nil, fmt.Errorf("dynkey/middleware: cannot unseal private key %s (wrong KeyEncryptionKey?): %w", kr.ID, err)
+		}
+		return k, nil
+	}
+	pb, err := m.kek.open("private key", kr.ID, kr.SealedPrivate)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pb)
+	return s.ParsePrivateKey(pb)
+}
+
 // initRing loads the ring, creating it (identity and first key) if absent.
 func (m *Middleware) initRing(ctx context.Context) error {
 	for range 5 {
@@ -179,9 +224,14 @@ func (m *Middleware) newKeyRecord(suite crypto.Suite) (keyRecord, error) {
 		return keyRecord{}, err
 	}
 	r := keyRecord{ID: id, Suite: suite.Name(), Public: pub, State: StatePrimary, PrimarySince: m.now().UnixMilli()}
-	pb := priv.Bytes()
-	r.SealedPrivate, err = m.kek.seal(m.o.Rand, "private key", id, pb)
-	clear(pb)
+	if pe, ok := suite.(crypto.PrivateKeyEncrypter); ok {
+		r.SealedPrivate, err = pe.MarshalPrivateKeyEncrypted(priv, m.kekAEAD(id))
+		r.SealedBySuite = true
+	} else {
+		pb := priv.Bytes()
+		r.SealedPrivate, err = m.kek.seal(m.o.Rand, "private key", id, pb)
+		clear(pb)
+	}
 	if err != nil {
 		return keyRecord{}, err
 	}
@@ -246,13 +296,7 @@ func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error
 			return nil, err
 		}
 		if kr.SealedPrivate != nil {
-			pb, err := m.kek.open("private key", kr.ID, kr.SealedPrivate)
-			if err != nil {
-				return nil, err
-			}
-			k.private, err = s.ParsePrivateKey(pb)
-			clear(pb)
-			if err != nil {
+			if k.private, err = m.openPrivate(s, kr); err != nil {
 				return nil, err
 			}
 		}

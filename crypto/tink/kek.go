@@ -10,41 +10,23 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 )
 
-// KeyEncryptionAEAD is a key-encryption key (KEK): an AEAD under which
-// private keysets are stored. Its method set is that of tink-go's tink.AEAD,
-// so any tink AEAD is one: aead.New of a keyset handle, or the remote AEAD
-// of a KMS client (Cloud KMS, AWS KMS, HashiCorp Vault). Implementations
-// must be safe for concurrent use.
-type KeyEncryptionAEAD interface {
-	// Encrypt encrypts plaintext, authenticating associatedData.
-	Encrypt(plaintext, associatedData []byte) ([]byte, error)
-	// Decrypt decrypts and authenticates a ciphertext made by Encrypt
-	// with the same associatedData.
-	Decrypt(ciphertext, associatedData []byte) ([]byte, error)
-}
+// KeyEncryptionAEAD is [crypto.KeyEncryptionAEAD]: any tink AEAD is one
+// (aead.New of a keyset handle, or the remote AEAD of a KMS client).
+type KeyEncryptionAEAD = crypto.KeyEncryptionAEAD
 
-// PrivateKeyEncrypter is an optional interface of a [crypto.Suite] that
-// stores its private keys encrypted under a [KeyEncryptionAEAD] by its own
-// means, so that the cleartext encoding of [crypto.PrivateKey.Bytes] is never
-// written anywhere. Callers find it with a type assertion:
+// PrivateKeyEncrypter is [crypto.PrivateKeyEncrypter]; both suites of this
+// package implement it, so the middleware stores their keysets written
+// encrypted by tink, never as cleartext keysets:
 //
-//	if pe, ok := s.(tink.PrivateKeyEncrypter); ok { b, err = pe.MarshalPrivateKeyEncrypted(k, kek) }
+//	if pe, ok := s.(crypto.PrivateKeyEncrypter); ok { b, err = pe.MarshalPrivateKeyEncrypted(k, kek) }
 //
-// Both suites of this package implement it.
-type PrivateKeyEncrypter interface {
-	// MarshalPrivateKeyEncrypted returns k encrypted under kek. The result
-	// names the suite and carries k's public key in the clear, so that a
-	// store can show its key id without the KEK; everything secret is
-	// encrypted. k of another suite yields crypto.ErrWrongSuite.
-	MarshalPrivateKeyEncrypted(k crypto.PrivateKey, kek KeyEncryptionAEAD) ([]byte, error)
-
-	// ParsePrivateKeyEncrypted decrypts and parses what
-	// MarshalPrivateKeyEncrypted returned. A KEK that does not decrypt it
-	// (another KEK, or tampered bytes) yields ErrKeyDecryption; other
-	// malformed input crypto.ErrMalformedKey; a key of another suite
-	// crypto.ErrWrongSuite. It never panics.
-	ParsePrivateKeyEncrypted(b []byte, kek KeyEncryptionAEAD) (crypto.PrivateKey, error)
-}
+// MarshalPrivateKeyEncrypted's result names the suite and carries k's public
+// key in the clear, so that a store can show its key id without the KEK;
+// everything secret is encrypted. ParsePrivateKeyEncrypted yields
+// ErrKeyDecryption for a KEK that does not decrypt (another KEK, or tampered
+// bytes), crypto.ErrMalformedKey for other malformed input and
+// crypto.ErrWrongSuite for a key of another suite; it never panics.
+type PrivateKeyEncrypter = crypto.PrivateKeyEncrypter
 
 // ErrKeyDecryption is returned when an encrypted private key does not
 // decrypt under the key-encryption AEAD given: the KEK is not the one it was

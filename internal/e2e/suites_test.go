@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/dynkey/dynkey/client"
 	"github.com/dynkey/dynkey/crypto"
+	"github.com/dynkey/dynkey/middleware"
 	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/store/memory"
 	"github.com/dynkey/dynkey/wire"
@@ -151,4 +154,48 @@ func TestChangingTheSuite(t *testing.T) {
 	}
 	require.Equal(t, calls, v2.app.calls.Load(), "the handler never ran")
 	require.Equal(t, "pq", mustCall(t, bob.HTTPClient(), http.MethodPost, url, "pq").Body)
+}
+
+// TestTinkKeysetsStoredEncrypted: server keys of the tink suites reach the
+// store written encrypted by tink itself (crypto.PrivateKeyEncrypter) under
+// the key-encryption key — never a cleartext keyset — and come back after a
+// restart with the same KEK; a wrong KEK cannot read them.
+func TestTinkKeysetsStoredEncrypted(t *testing.T) {
+	for _, suite := range []string{"tink-hpke-x25519", "tink-ecies-p256"} {
+		t.Run(suite, func(t *testing.T) {
+			clk := newClock()
+			st := memory.New()
+			o := baseOptions(t, clk, st)
+			o.Suite = suite
+			s := startServer(t, o)
+			c := newSDK(t, s.URL, clk.Now, "alice", nil, withSuite(suite))
+			mustCall(t, c.HTTPClient(), http.MethodPost, s.URL+"/api/echo", "tink")
+
+			e, err := st.Get(context.Background(), "dynkey/ring")
+			require.NoError(t, err)
+			var raw struct {
+				Keys []map[string]any `json:"keys"`
+			}
+			require.NoError(t, json.Unmarshal(e.Value, &raw))
+			require.Len(t, raw.Keys, 1)
+			require.Equal(t, true, raw.Keys[0]["sealed_by_suite"])
+			// The sealed record carries the public keysets in the clear (so
+			// a store shows key ids), but no private keyset: tink's private
+			// key type URLs never appear in it.
+			sealed := string(readRing(t, st).Keys[0].SealedPrivate)
+			require.Contains(t, sealed, "PublicKey")
+			require.NotContains(t, sealed, "PrivateKey")
+
+			// A restart with the same KEK reads the key and the session
+			// goes on; another KEK cannot.
+			require.NoError(t, s.m.Close())
+			s2 := startServer(t, o)
+			c2 := newSDK(t, s2.URL, clk.Now, "alice", nil, withSuite(suite))
+			mustCall(t, c2.HTTPClient(), http.MethodPost, s2.URL+"/api/echo", "after restart")
+			bad := o
+			bad.KeyEncryptionKey = bytes.Repeat([]byte{7}, 32)
+			_, err = middleware.New(bad)
+			require.Error(t, err)
+		})
+	}
 }

@@ -142,7 +142,8 @@ type session struct {
 	key         crypto.PrivateKey
 	keyID       wire.KeyID
 	installedAt uint64 // server time (ms) when the key was installed
-	messages    uint64
+	messages    uint64 // messages sent under key
+	bytes       uint64 // plaintext bytes sent under key
 	// pending is a key sent in a rotation whose outcome is unknown (the
 	// response was lost); it is tried first on the next request.
 	pending crypto.PrivateKey

@@ -162,12 +162,13 @@ func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allow
 		p.key, p.pending = sess.pending, true
 		keyID = wire.ComputeKeyID(c.suite.Name(), sess.pending.Public().Bytes())
 	} else if allowRotate && !c.rotating && c.nextKey != nil && !sess.olderKeyInFlight() &&
-		(c.forceRot || c.policyLocked(sess) == policy.Rotate) {
+		(c.forceRot || c.policyLocked(sess) != policy.Keep) {
 		p.newKey, c.nextKey = c.nextKey, nil
 		c.rotating, c.forceRot = true, false
 	}
 	p.clientKey = keyID[:]
 	sess.messages++
+	sess.bytes += uint64(len(body))
 	if sess.inFlight == nil {
 		sess.inFlight = map[wire.KeyID]int{}
 	}
@@ -210,7 +211,7 @@ func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allow
 		case !stillPending:
 		case err == nil && prob == nil:
 			// The rotation whose response was lost did land.
-			sess.key, sess.keyID, sess.pending, sess.messages = sess.pending, keyID, nil, 0
+			sess.key, sess.keyID, sess.pending, sess.messages, sess.bytes = sess.pending, keyID, nil, 0, 0
 			sess.installedAt = p.sentAt
 			c.stats.ClientRotations++
 			events = append(events, Event{EventClientKeyRotated, "client key rotation confirmed: " + keyID.String()})
@@ -233,7 +234,7 @@ func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allow
 			if c.sess == sess {
 				sess.key = p.newKey
 				sess.keyID = wire.ComputeKeyID(c.suite.Name(), p.newKey.Public().Bytes())
-				sess.installedAt, sess.messages = p.sentAt, 0
+				sess.installedAt, sess.messages, sess.bytes = p.sentAt, 0, 0
 				c.stats.ClientRotations++
 				events = append(events, Event{EventClientKeyRotated, "client key rotated to " + sess.keyID.String()})
 			}
@@ -252,7 +253,8 @@ func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allow
 func (c *Client) policyLocked(s *session) policy.Decision {
 	sTime, elapsed := c.serverNowLocked()
 	growth := time.Duration(int64(sTime+elapsed)-int64(s.installedAt)) * time.Millisecond
-	return c.cfg.Policy.Decide(policy.Facts{Now: c.cfg.Now(), Age: growth, OffsetGrowth: growth, Messages: s.messages})
+	return c.cfg.Policy.Decide(policy.Facts{Now: c.cfg.Now(), Age: growth, OffsetGrowth: growth,
+		Messages: s.messages, Bytes: s.bytes, KeyID: s.keyID[:]})
 }
 
 // maxRecoveries bounds the recoveries of one request. Each kind of refusal
@@ -355,6 +357,17 @@ func (c *Client) recover(ctx context.Context, p *wire.Problem, sess *session, us
 		return true, c.login(ctx, sess)
 	case wire.CodeRotationRefused:
 		return true, nil
+	case wire.CodeClientKeyExpired:
+		// The key is past the server's hard limit: rotate it on a
+		// heartbeat (safe to repeat), then retry the request with its
+		// message id, which the server did not record.
+		c.mu.Lock()
+		rotated := c.sess == sess && sess.keyID != used
+		c.mu.Unlock()
+		if rotated {
+			return true, nil
+		}
+		return true, c.rotateOnHeartbeat(ctx)
 	}
 	// Not "replay": the message was delivered before (its handler may have
 	// run, and a retry with a new id would run it again).
@@ -445,6 +458,50 @@ func (c *Client) Heartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return c.heartbeatResult(res)
+}
+
+// rotateOnHeartbeat rotates the client key now, on a heartbeat without the
+// recovery loop (its only possible recovery would be this very rotation).
+// It waits for the next key only if it was not generated ahead of time.
+func (c *Client) rotateOnHeartbeat(ctx context.Context) error {
+	c.mu.Lock()
+	need := c.nextKey == nil
+	c.mu.Unlock()
+	if need {
+		k, err := c.suite.GenerateKey(c.cfg.Rand)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.nextKey == nil {
+			c.nextKey = k
+		}
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	c.forceRot = true
+	before := c.stats.ClientRotations
+	c.mu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(wire.PathHeartbeat), nil)
+	if err != nil {
+		return err
+	}
+	res, _, err := c.send(req, "", nil, true, nil)
+	if err != nil {
+		return err
+	}
+	if err := c.heartbeatResult(res); err != nil {
+		return err
+	}
+	if c.Stats().ClientRotations == before {
+		return errors.New("dynkey/client: the key rotation did not happen (another one in flight?)")
+	}
+	return nil
+}
+
+// heartbeatResult adopts what a heartbeat response says.
+func (c *Client) heartbeatResult(res *result) error {
 	if p, ok := res.problem(); ok {
 		return p
 	}

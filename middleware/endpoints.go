@@ -249,7 +249,7 @@ func (m *Middleware) putFailedLogins(ctx context.Context, key string, version ui
 // reaches the client authenticated twice, by the identity signature and by
 // the response AEAD keyed from the request to the key the client trusts.
 func (m *Middleware) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
-	o, perr := m.open(w, r)
+	o, perr := m.open(w, r, true)
 	if perr != nil {
 		m.writeProblem(w, perr)
 		return
@@ -262,26 +262,12 @@ func (m *Middleware) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	now := m.now()
 	hb := wire.HeartbeatResponse{STime: now.UnixMilli(), Directory: dir}
-	if m.o.RotateClientAfter > 0 && !o.session.Rotated {
-		if installed, ok := m.keyInstalled(r.Context(), o); ok {
-			hb.RotateClientKey = policy.MaxAge(m.o.RotateClientAfter).Decide(policy.Facts{Now: now, Age: now.Sub(installed)}) == policy.Rotate
-		}
+	if m.o.ClientPolicy != nil && !o.session.Rotated {
+		hb.RotateClientKey = m.clientKeyDecision(&o.sr, o.session.ClientKeyID, now) != policy.Keep
 	}
 	b, _ := json.Marshal(hb)
 	w.Header().Set("Content-Type", "application/json")
 	x.WriteResponse(w, http.StatusOK, b)
-}
-
-func (m *Middleware) keyInstalled(ctx context.Context, o *opened) (time.Time, bool) {
-	e, err := m.o.Store.Get(ctx, sessionKey(o.claims.SessionID))
-	if err != nil {
-		return time.Time{}, false
-	}
-	var sr sessionRecord
-	if json.Unmarshal(e.Value, &sr) != nil {
-		return time.Time{}, false
-	}
-	return time.UnixMilli(sr.KeyInstalled), true
 }
 
 // writeProblem sends a refusal as RFC 9457 problem details.

@@ -103,8 +103,18 @@ type Options struct {
 	// of a client key rotation (claim 4). Default 30s.
 	RotationOffsetThreshold time.Duration
 
-	// RotateClientAfter makes heartbeat responses ask clients whose key is
-	// older than this to rotate it. Default 0: never asked.
+	// ClientPolicy is the server's policy for client keys (Facts.Age is
+	// the time since the key was installed). Rotate: heartbeat responses
+	// ask the client to rotate. Reject: the key is past its hard limit and
+	// refused with "client-key-expired", except on a heartbeat carrying its
+	// rotation (WireGuard's reject-after); the client SDK rotates and
+	// retries by itself. Example: policy.MustParse("age>=1h or
+	// reject(age>=2h)"). Default: nil, or policy.MaxAge(RotateClientAfter)
+	// if that is set.
+	ClientPolicy policy.Policy
+
+	// RotateClientAfter is a shorthand for ClientPolicy =
+	// policy.MaxAge(RotateClientAfter). Default 0: not set.
 	RotateClientAfter time.Duration
 
 	// MaxBodySize limits the plaintext body of a request. Default 1 MiB.
@@ -174,6 +184,9 @@ func New(o Options) (*Middleware, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ClientPolicy == nil && o.RotateClientAfter > 0 {
+		o.ClientPolicy = policy.MaxAge(o.RotateClientAfter)
 	}
 	if o.ServerPolicy == nil {
 		o.ServerPolicy = policy.Uptime(24 * time.Hour)

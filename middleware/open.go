@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/wire"
 )
 
@@ -62,6 +63,7 @@ type opened struct {
 	secret  []byte
 	claims  *claims
 	session *Session
+	sr      sessionRecord // as loaded, before any rotation by this message
 }
 
 // readEnvelope reads a request body, bounded by the size limit.
@@ -141,7 +143,7 @@ func (m *Middleware) markSeen(ctx context.Context, id [wire.MessageIDSize]byte, 
 
 // open runs every check of a TypeRequest envelope, cheap ones first, then
 // the one public-key operation, then a client key rotation if asked for.
-func (m *Middleware) open(w http.ResponseWriter, r *http.Request) (*opened, *problemError) {
+func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool) (*opened, *problemError) {
 	ctx := r.Context()
 	body, perr := m.readEnvelope(w, r)
 	if perr != nil {
@@ -189,6 +191,13 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request) (*opened, *pro
 	default:
 		return nil, refuse(wire.CodeClientKeyUnknown, "not the session's current client key")
 	}
+	// The server's policy for client keys: past a hard limit (Reject) the
+	// key is refused, before the message id is recorded, except on a
+	// heartbeat, which may carry the rotation that replaces it.
+	expired := current && m.clientKeyDecision(&sr, clientKeyID, now) == policy.Reject
+	if expired && !heartbeat {
+		return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; rotate it on a heartbeat and retry")
+	}
 	if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
 		return nil, perr
 	}
@@ -208,8 +217,11 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request) (*opened, *pro
 	if int64(len(inner.Body)) > m.o.MaxBodySize {
 		return nil, refuse(wire.CodeTooLarge, "body exceeds the size limit")
 	}
-	o := &opened{req: req, inner: inner, secret: secret, claims: c,
+	o := &opened{req: req, inner: inner, secret: secret, claims: c, sr: sr,
 		session: &Session{ID: hex.EncodeToString(c.SessionID[:]), Username: sr.Username, Suite: sr.Suite, ClientKeyID: clientKeyID}}
+	if expired && !inner.Rotating() {
+		return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; this heartbeat must rotate it")
+	}
 	if inner.Rotating() {
 		if !current {
 			return nil, refuse(wire.CodeRotationRefused, "a rotation must be authenticated by the current client key")
@@ -219,6 +231,15 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request) (*opened, *pro
 		}
 	}
 	return o, nil
+}
+
+// clientKeyDecision applies ClientPolicy to a session's current key.
+func (m *Middleware) clientKeyDecision(sr *sessionRecord, id wire.KeyID, now time.Time) policy.Decision {
+	if m.o.ClientPolicy == nil {
+		return policy.Keep
+	}
+	age := now.Sub(time.UnixMilli(sr.KeyInstalled))
+	return m.o.ClientPolicy.Decide(policy.Facts{Now: now, Age: age, OffsetGrowth: age, KeyID: id[:]})
 }
 
 // rotateClientKey is patent step b2 with hole 2 closed: the request is
@@ -267,7 +288,7 @@ func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverK
 // written the problem response and returns ok == false; the handler must
 // not run.
 func (m *Middleware) OpenRequest(w http.ResponseWriter, r *http.Request) (*http.Request, *Exchange, bool) {
-	o, perr := m.open(w, r)
+	o, perr := m.open(w, r, false)
 	if perr != nil {
 		m.writeProblem(w, perr)
 		return nil, nil, false

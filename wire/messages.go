@@ -59,6 +59,7 @@ const (
 	CodeTokenInvalid     Code = "token-invalid"      // 401: log in again
 	CodeTokenExpired     Code = "token-expired"      // 401: log in again
 	CodeClientKeyUnknown Code = "client-key-unknown" // 401: not the session's current client key
+	CodeClientKeyExpired Code = "client-key-expired" // 401: client key past its hard limit; rotate on a heartbeat, retry
 	CodeStale            Code = "stale"              // 400: freshness check failed; carries s_time
 	CodeReplay           Code = "replay"             // 400: message id already seen
 	CodeRotationRefused  Code = "rotation-refused"   // 409: client key rotation refused
@@ -75,7 +76,7 @@ func (c Code) Status() int {
 		return http.StatusUnsupportedMediaType
 	case CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case CodeTokenInvalid, CodeTokenExpired, CodeClientKeyUnknown, CodeLoginFailed:
+	case CodeTokenInvalid, CodeTokenExpired, CodeClientKeyUnknown, CodeClientKeyExpired, CodeLoginFailed:
 		return http.StatusUnauthorized
 	case CodeRotationRefused:
 		return http.StatusConflict
@@ -142,6 +143,7 @@ var titles = map[Code]string{
 	CodeTokenInvalid:     "Invalid token",
 	CodeTokenExpired:     "Token expired",
 	CodeClientKeyUnknown: "Unknown client key",
+	CodeClientKeyExpired: "Client key past its hard limit",
 	CodeStale:            "Message outside the freshness window",
 	CodeReplay:           "Message already seen",
 	CodeRotationRefused:  "Client key rotation refused",

@@ -24,6 +24,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/dynkey/dynkey/crypto"
 )
 
 // Message types, the fourth byte of every envelope.
@@ -327,17 +328,8 @@ func ProofAAD(messageID [MessageIDSize]byte, currentKeyID KeyID, newPublicKey []
 	return appendLP16(b, newPublicKey)
 }
 
-func validSuiteName(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
-		return false
-	}
-	for _, c := range []byte(name) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+// validSuiteName is the one rule for suite names, crypto.ValidName.
+func validSuiteName(name string) bool { return crypto.ValidName(name) }
 
 func appendLP16(b, v []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(v)))

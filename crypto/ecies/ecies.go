@@ -53,13 +53,13 @@ package ecies
 import (
 	"bytes"
 	cryptorand "crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 
 	"github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/kem"
 	"github.com/dynkey/dynkey/crypto"
+	"github.com/dynkey/dynkey/crypto/internal/x25519"
 )
 
 // exportContext is the HPKE exporter context from which the per-message
@@ -351,62 +351,14 @@ func (k *privateKey) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, "%s private key (redacted)", k.suite.name)
 }
 
-// x25519LowOrder are the canonical encodings of the points of order dividing
-// 8 on Curve25519 and its twist (0, 1, the two order-8 points, and p-1),
-// little-endian u-coordinates; see RFC 7748 section 6.1 and
-// https://cr.yp.to/ecdh.html#validate. X25519 with any of them yields the
-// all-zero output that RFC 9180 section 7.1.4 requires a recipient to
-// reject. The tests check each against crypto/ecdh independently.
-var x25519LowOrder = [5][32]byte{
-	{},
-	{0x01},
-	{
-		0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
-		0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00,
-	},
-	{
-		0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
-		0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57,
-	},
-	{
-		0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
-	},
-}
-
-// x25519P is the field prime 2^255-19, little-endian.
-var x25519P = [32]byte{
-	0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
-}
-
+// The X25519 checks are shared with the other X25519 suites; these names
+// keep the package's tests readable.
 var (
-	errNonCanonical = errors.New("non-canonical X25519 public key")
-	errLowOrder     = errors.New("low-order X25519 public key")
+	x25519LowOrder  = x25519.LowOrder
+	x25519P         = x25519.P
+	errNonCanonical = x25519.ErrNonCanonical
+	errLowOrder     = x25519.ErrLowOrder
 )
 
-// checkX25519Public rejects encodings no X25519 key pair produces: a set top
-// bit, u >= p, and the low-order points. Public keys are not secret, so the
-// comparisons need not be constant time. b is 32 bytes.
-func checkX25519Public(b []byte) error {
-	if !x25519Canonical(b) {
-		return errNonCanonical
-	}
-	for i := range x25519LowOrder {
-		if bytes.Equal(b, x25519LowOrder[i][:]) {
-			return errLowOrder
-		}
-	}
-	return nil
-}
-
-// x25519Canonical reports whether the 32-byte little-endian b is < p (which
-// implies the top bit is clear).
-func x25519Canonical(b []byte) bool {
-	for i := 31; i >= 0; i-- {
-		if b[i] != x25519P[i] {
-			return b[i] < x25519P[i]
-		}
-	}
-	return false // b == p
-}
+// checkX25519Public rejects encodings no X25519 key pair produces.
+func checkX25519Public(b []byte) error { return x25519.CheckPublic(b) }

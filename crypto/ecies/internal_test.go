@@ -3,6 +3,7 @@ package ecies
 import (
 	"crypto/ecdh"
 	"errors"
+	"github.com/dynkey/dynkey/crypto/internal/x25519"
 	"testing"
 
 	"github.com/dynkey/dynkey/crypto"
@@ -25,7 +26,7 @@ func TestX25519LowOrderTable(t *testing.T) {
 		if _, err := priv.ECDH(pub); err == nil {
 			t.Errorf("x25519LowOrder[%d] = %x is not low order", i, p)
 		}
-		if !x25519Canonical(p[:]) {
+		if !x25519.Canonical(p[:]) {
 			t.Errorf("x25519LowOrder[%d] is not canonical", i)
 		}
 	}

@@ -3,6 +3,7 @@ package pq
 import (
 	"crypto/ecdh"
 	"errors"
+	"github.com/dynkey/dynkey/crypto/internal/x25519"
 	"testing"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
@@ -62,8 +63,8 @@ func TestX25519Canonical(t *testing.T) {
 		u    [32]byte
 		want bool
 	}{{p, false}, {below, true}, {above, false}, {zero, true}, {top, false}, {mid, true}} {
-		if got := x25519Canonical(c.u[:]); got != c.want {
-			t.Errorf("x25519Canonical(%x) = %v", c.u, got)
+		if got := x25519.Canonical(c.u[:]); got != c.want {
+			t.Errorf("x25519.Canonical(%x) = %v", c.u, got)
 		}
 	}
 }

@@ -96,18 +96,17 @@ package pq
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"crypto/hpke"
 	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"reflect"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/dynkey/dynkey/crypto"
+	"github.com/dynkey/dynkey/crypto/internal/x25519"
 )
 
 // Name is the registered suite name.
@@ -384,52 +383,15 @@ func isDefaultReader(r io.Reader) bool {
 	return t == reflect.TypeOf(def) && t.Comparable() && r == def
 }
 
+// The X25519 checks are shared with the other X25519 suites.
 var (
-	errNonCanonical = errors.New("non-canonical X25519 public key")
-	errLowOrder     = errors.New("low-order X25519 public key")
+	errNonCanonical = x25519.ErrNonCanonical
+	errLowOrder     = x25519.ErrLowOrder
 )
-
-// lowOrderProbe is a fixed X25519 private key. X25519 with a clamped scalar
-// gives the all-zero output, which crypto/ecdh reports as an error, exactly
-// for the points of order dividing 8 on the curve and its twist.
-var lowOrderProbe = func() *ecdh.PrivateKey {
-	k := sha256.Sum256([]byte("dynkey/v1 pq-xwing low-order probe"))
-	p, err := ecdh.X25519().NewPrivateKey(k[:])
-	if err != nil {
-		panic("pq: " + err.Error())
-	}
-	return p
-}()
 
 // checkX25519 rejects a 32-byte X25519 public key that is not canonical
 // (u >= 2^255-19, which includes a set top bit) or of low order.
-func checkX25519(u []byte) error {
-	if !x25519Canonical(u) {
-		return errNonCanonical
-	}
-	pub, err := ecdh.X25519().NewPublicKey(u)
-	if err != nil {
-		return errNonCanonical
-	}
-	if _, err := lowOrderProbe.ECDH(pub); err != nil {
-		return errLowOrder
-	}
-	return nil
-}
-
-// x25519Canonical reports whether the 32-byte little-endian u is below
-// p = 2^255-19.
-func x25519Canonical(u []byte) bool {
-	if u[31] != 0x7f {
-		return u[31] < 0x7f
-	}
-	for i := 30; i >= 1; i-- {
-		if u[i] != 0xff {
-			return true
-		}
-	}
-	return u[0] < 0xed
-}
+func checkX25519(u []byte) error { return x25519.CheckPublic(u) }
 
 // publicKey checks that k is a public key of this suite.
 func (s *suite) publicKey(k crypto.PublicKey, role string) (*publicKey, error) {

@@ -126,6 +126,7 @@ import (
 	"math/big"
 
 	"github.com/dynkey/dynkey/crypto"
+	"github.com/dynkey/dynkey/crypto/internal/x25519"
 	"github.com/tink-crypto/tink-go/v2/aead/aesgcm"
 	"github.com/tink-crypto/tink-go/v2/hybrid"
 	tinkecies "github.com/tink-crypto/tink-go/v2/hybrid/ecies"
@@ -922,68 +923,21 @@ func isLowS(sig []byte) bool {
 	return new(big.Int).SetBytes(sig[32:]).Cmp(p256HalfN) <= 0
 }
 
-// x25519LowOrder are the canonical encodings of the points of order dividing
-// 8 on Curve25519 and its twist (0, 1, the two order-8 points, and p-1),
-// little-endian u-coordinates (RFC 7748 section 6.1). X25519 with any of them
-// yields the all-zero output. The tests check each against crypto/ecdh. The
-// list is the one crypto/ecies uses.
-var x25519LowOrder = [5][32]byte{
-	{},
-	{0x01},
-	{
-		0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
-		0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00,
-	},
-	{
-		0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
-		0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57,
-	},
-	{
-		0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
-	},
-}
-
-// x25519P is the field prime 2^255-19, little-endian.
-var x25519P = [32]byte{
-	0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
-}
-
+// The X25519 checks are shared with the other X25519 suites.
 var (
-	errNonCanonical = errors.New("non-canonical X25519 public key")
-	errLowOrder     = errors.New("low-order X25519 public key")
+	x25519LowOrder  = x25519.LowOrder
+	x25519P         = x25519.P
+	errNonCanonical = x25519.ErrNonCanonical
+	errLowOrder     = x25519.ErrLowOrder
 )
 
 // checkX25519Public rejects HPKE X25519 public keys that no X25519 key pair
 // produces: a non-canonical u-coordinate (top bit set, or u >= p) and the
 // low-order points. Tink accepts any 32 bytes.
 func checkX25519Public(k key.Key) error {
-	var b []byte
-	switch k := k.(type) {
-	case *hpke.PublicKey:
-		b = k.PublicKeyBytes()
-	default:
+	pk, ok := k.(*hpke.PublicKey)
+	if !ok {
 		return errors.New("not an HPKE public key")
 	}
-	if len(b) != 32 || !x25519Canonical(b) {
-		return errNonCanonical
-	}
-	for i := range x25519LowOrder {
-		if bytes.Equal(b, x25519LowOrder[i][:]) {
-			return errLowOrder
-		}
-	}
-	return nil
-}
-
-// x25519Canonical reports whether the 32-byte little-endian b is < p (which
-// implies the top bit is clear).
-func x25519Canonical(b []byte) bool {
-	for i := 31; i >= 0; i-- {
-		if b[i] != x25519P[i] {
-			return b[i] < x25519P[i]
-		}
-	}
-	return false // b == p
+	return x25519.CheckPublic(pk.PublicKeyBytes())
 }

@@ -175,7 +175,7 @@ func (m *Middleware) initRing(ctx context.Context) error {
 	for range 5 {
 		err := m.reload(ctx)
 		if err == nil {
-			if m.ring.Load().primary == nil {
+			if p := m.ring.Load().primary; p == nil || !p.legacySince.IsZero() {
 				return m.adoptSuite(ctx)
 			}
 			return nil
@@ -396,6 +396,9 @@ func (m *Middleware) Rotate(ctx context.Context) error {
 // none: the deployment switched suites. The other suites' primaries stay
 // (their sessions keep working) but are marked legacy, to be retired once
 // every session they serve has expired.
+//
+// Switching back to a suite that is still legacy makes it current again (its
+// primary is kept) and the other suites legacy.
 func (m *Middleware) adoptSuite(ctx context.Context) error {
 	nk, err := m.newKeyRecord(m.suite)
 	if err != nil {
@@ -403,22 +406,27 @@ func (m *Middleware) adoptSuite(ctx context.Context) error {
 	}
 	err = m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
 		now := m.now().UnixMilli()
+		changed, found := false, false
 		for i := range rec.Keys {
 			k := &rec.Keys[i]
-			if k.State != StatePrimary {
-				continue
-			}
-			if k.Suite == m.suite.Name() {
-				return false, nil // another instance adopted it first
-			}
-			if k.LegacySince == 0 {
-				k.LegacySince = now
+			switch {
+			case k.State != StatePrimary:
+			case k.Suite == m.suite.Name():
+				found = true // another instance adopted it first, or a switch back
+				if k.LegacySince != 0 {
+					k.LegacySince, changed = 0, true
+				}
+			case k.LegacySince == 0:
+				k.LegacySince, changed = now, true
 			}
 		}
-		nk.PrimarySince = now
-		rec.Keys = append(rec.Keys, nk)
-		rec.Epoch++
-		return true, nil
+		if !found {
+			nk.PrimarySince = now
+			rec.Keys = append(rec.Keys, nk)
+			rec.Epoch++
+			changed = true
+		}
+		return changed, nil
 	})
 	if err == nil {
 		m.log.Info("dynkey: suite changed; new logins use it, existing sessions keep theirs", "suite", m.suite.Name())

@@ -199,3 +199,49 @@ func TestTinkKeysetsStoredEncrypted(t *testing.T) {
 		})
 	}
 }
+
+// TestSwitchingBackToALegacySuite: x25519 → p256 → x25519 within TokenTTL:
+// the x25519 primary becomes current again (not retired with the legacy
+// suites), p256 becomes legacy, and sessions of both keep working.
+func TestSwitchingBackToALegacySuite(t *testing.T) {
+	clk := newClock()
+	st := memory.New()
+	a := startServer(t, baseOptions(t, clk, st))
+	alice := newSDK(t, a.URL, clk.Now, "alice", nil)
+	mustCall(t, alice.HTTPClient(), http.MethodPost, a.URL+"/api/echo", "x25519")
+
+	o := baseOptions(t, clk, st)
+	o.Suite = "ecies-p256"
+	b := startServer(t, o)
+	bob := newSDK(t, b.URL, clk.Now, "bob", nil, withSuite("ecies-p256"))
+	mustCall(t, bob.HTTPClient(), http.MethodPost, b.URL+"/api/echo", "p256")
+
+	c := startServer(t, baseOptions(t, clk, st)) // back to ecies-x25519
+	legacy := map[string]bool{}
+	e, err := st.Get(context.Background(), "dynkey/ring")
+	require.NoError(t, err)
+	var raw struct {
+		Keys []struct {
+			Suite       string `json:"suite"`
+			State       string `json:"state"`
+			LegacySince int64  `json:"legacy_since"`
+		} `json:"keys"`
+	}
+	require.NoError(t, json.Unmarshal(e.Value, &raw))
+	for _, k := range raw.Keys {
+		require.Equal(t, "primary", k.State)
+		legacy[k.Suite] = k.LegacySince != 0
+	}
+	require.Equal(t, map[string]bool{"ecies-x25519": false, "ecies-p256": true}, legacy)
+
+	// Past TokenTTL, only the legacy suite is retired.
+	clk.Advance(12*time.Hour + time.Second)
+	require.NoError(t, c.m.Maintain(context.Background()))
+	var primaries []string
+	for _, k := range readRing(t, st).Keys {
+		if k.State == "primary" {
+			primaries = append(primaries, k.Suite)
+		}
+	}
+	require.Equal(t, []string{"ecies-x25519"}, primaries)
+}

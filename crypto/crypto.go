@@ -21,6 +21,7 @@
 package crypto
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,13 @@ var (
 	// ErrUnknownSuite is returned by Lookup for a name nobody registered.
 	ErrUnknownSuite = errors.New("dynkey/crypto: unknown suite")
 )
+
+// KeyID names a public key: the first 8 bytes of a hash of the suite name
+// and the key (wire.ComputeKeyID; docs/PROTOCOL.md §1).
+type KeyID [8]byte
+
+// String returns the id in lower-case hex, the form used in JSON documents.
+func (id KeyID) String() string { return hex.EncodeToString(id[:]) }
 
 // PublicKey is a suite's public key.
 type PublicKey interface {
@@ -176,4 +184,32 @@ type KeyEncryptionAEAD interface {
 type PrivateKeyEncrypter interface {
 	MarshalPrivateKeyEncrypted(k PrivateKey, kek KeyEncryptionAEAD) ([]byte, error)
 	ParsePrivateKeyEncrypted(b []byte, kek KeyEncryptionAEAD) (PrivateKey, error)
+}
+
+// KeyRingSuite is an optional interface of a Suite that keeps keys in a key
+// ring of its own with an explicit lifecycle — tink's keyset manager: add →
+// set primary → disable → delete. The middleware mirrors its server key
+// lifecycle onto such a ring (a new primary is added and made primary; a key
+// whose grace window ended is disabled, then deleted) and opens requests
+// through it, so a key the ring no longer holds enabled opens nothing.
+type KeyRingSuite interface {
+	NewKeyRing() (KeyRing, error)
+}
+
+// KeyRing is a suite's key ring. Implementations are safe for concurrent
+// use.
+type KeyRing interface {
+	// Add adds a key pair, enabled and not primary, and returns its id.
+	Add(k PrivateKey) (KeyID, error)
+	// SetPrimary makes an enabled key the primary.
+	SetPrimary(id KeyID) error
+	// Disable stops a key (not the primary) from opening messages.
+	Disable(id KeyID) error
+	// Delete removes a key (not the primary) from the ring.
+	Delete(id KeyID) error
+	// IDs lists the keys the ring holds.
+	IDs() []KeyID
+	// Open is the suite's Open to whichever enabled key of the ring the
+	// ciphertext was sealed to.
+	Open(from PublicKey, info, aad, ciphertext []byte) (plaintext, secret []byte, err error)
 }

@@ -95,7 +95,7 @@ func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	aad := wire.RequestAAD(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, req.Header)
-	pt, secret, err := m.suite.Open(sk.private, cpk, []byte(wire.InfoLogin), aad, req.Ciphertext)
+	pt, secret, err := m.openMessage(sk, cpk, wire.InfoLogin, aad, req.Ciphertext)
 	if err != nil {
 		m.writeProblem(w, refuse(wire.CodeDecryptFailed, "the envelope did not authenticate"))
 		return

@@ -154,6 +154,9 @@ type Middleware struct {
 	ring       atomic.Pointer[keyRing]
 	reloadMu   sync.Mutex
 	lastReload time.Time
+	// keyRings mirrors the server keys of suites with their own key ring
+	// (crypto.KeyRingSuite); replaced, never modified, under reloadMu.
+	keyRings map[string]crypto.KeyRing
 
 	dirMu    sync.Mutex
 	dirCache map[string]dirCacheEntry // by suite

@@ -206,7 +206,7 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool
 		return nil, unavailable(err)
 	}
 	aad := wire.RequestAAD(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, req.Header)
-	pt, secret, err := sk.suite.Open(sk.private, cpk, []byte(wire.InfoRequest), aad, req.Ciphertext)
+	pt, secret, err := m.openMessage(sk, cpk, wire.InfoRequest, aad, req.Ciphertext)
 	if err != nil {
 		return nil, refuse(wire.CodeDecryptFailed, "the envelope did not authenticate")
 	}
@@ -260,7 +260,7 @@ func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverK
 		return refuse(wire.CodeRotationRefused, "the new client key is the current one")
 	}
 	proofAAD := wire.ProofAAD(o.req.MessageID, o.session.ClientKeyID, in.NewClientKey)
-	if _, _, err := sk.suite.Open(sk.private, newPub, []byte(wire.InfoProof), proofAAD, in.Proof); err != nil {
+	if _, _, err := m.openMessage(sk, newPub, wire.InfoProof, proofAAD, in.Proof); err != nil {
 		return refuse(wire.CodeRotationRefused, "no proof of possession of the new client key")
 	}
 	next := *sr

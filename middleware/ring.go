@@ -90,6 +90,9 @@ type keyRing struct {
 	primary   *serverKey
 	primaries map[string]*serverKey
 	keys      map[wire.KeyID]*serverKey
+	// keyRings are the suites' own key rings (crypto.KeyRingSuite),
+	// already holding every key of this snapshot; never modified.
+	keyRings map[string]crypto.KeyRing
 }
 
 // kek seals secrets at rest with XChaCha20-Poly1305 (random 24-byte nonces),
@@ -260,9 +263,90 @@ func (m *Middleware) reload(ctx context.Context) error {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
 	if cur := m.ring.Load(); cur == nil || cur.version < r.version {
+		// Suites with their own key ring learn new keys before requests
+		// can name them, and lose old ones only after requests no longer
+		// can.
+		m.mirrorKeyRings(r, true)
+		r.keyRings = m.keyRings
 		m.ring.Store(r)
+		m.mirrorKeyRings(r, false)
 	}
 	return nil
+}
+
+// mirrorKeyRings mirrors the server keys of suites that keep their own key
+// ring (crypto.KeyRingSuite, tink's keyset manager) onto that ring: adding
+// (add → set primary) when adding is true, else removing what the snapshot no
+// longer holds a private key for (disable → delete). Caller holds reloadMu.
+func (m *Middleware) mirrorKeyRings(r *keyRing, adding bool) {
+	for name, suite := range r.suites() {
+		krs, ok := suite.(crypto.KeyRingSuite)
+		if !ok {
+			continue
+		}
+		kr := m.keyRings[name]
+		if kr == nil {
+			var err error
+			if kr, err = krs.NewKeyRing(); err != nil {
+				m.log.Error("dynkey: creating the key ring of a suite", "suite", name, "err", err)
+				continue
+			}
+			// Copy on write: request paths read the map without a lock.
+			next := map[string]crypto.KeyRing{name: kr}
+			for n, v := range m.keyRings {
+				next[n] = v
+			}
+			m.keyRings = next
+		}
+		have := map[wire.KeyID]bool{}
+		for _, id := range kr.IDs() {
+			have[id] = true
+		}
+		if adding {
+			for id, k := range r.keys {
+				if k.suite.Name() == name && k.private != nil && !have[id] {
+					if _, err := kr.Add(k.private); err != nil {
+						m.log.Error("dynkey: adding a key to the suite's key ring", "key_id", id.String(), "err", err)
+					}
+				}
+			}
+			if p := r.primaries[name]; p != nil {
+				if err := kr.SetPrimary(p.id); err != nil {
+					m.log.Error("dynkey: setting the primary of the suite's key ring", "key_id", p.id.String(), "err", err)
+				}
+			}
+			continue
+		}
+		for id := range have {
+			if k := r.keys[id]; k == nil || k.private == nil {
+				if err := kr.Disable(id); err != nil {
+					m.log.Error("dynkey: disabling a key in the suite's key ring", "key_id", id.String(), "err", err)
+				}
+				if err := kr.Delete(id); err != nil {
+					m.log.Error("dynkey: deleting a key from the suite's key ring", "key_id", id.String(), "err", err)
+				}
+			}
+		}
+	}
+}
+
+// suites returns the suites of the ring's keys.
+func (r *keyRing) suites() map[string]crypto.Suite {
+	out := map[string]crypto.Suite{}
+	for _, k := range r.keys {
+		out[k.suite.Name()] = k.suite
+	}
+	return out
+}
+
+// openMessage opens a message sealed to server key sk: through the suite's
+// own key ring if it keeps one (so the ring's lifecycle decides what opens),
+// else with the key itself.
+func (m *Middleware) openMessage(sk *serverKey, from crypto.PublicKey, info string, aad, ct []byte) ([]byte, []byte, error) {
+	if kr := m.ring.Load().keyRings[sk.suite.Name()]; kr != nil {
+		return kr.Open(from, []byte(info), aad, ct)
+	}
+	return sk.suite.Open(sk.private, from, []byte(info), aad, ct)
 }
 
 func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error) {

@@ -32,6 +32,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -207,11 +208,37 @@ func (j jitter) Decide(f Facts) Decision {
 	h := sha256.Sum256(append([]byte("dynkey/v1 policy jitter\x00"), f.KeyID...))
 	u := float64(binary.BigEndian.Uint64(h[:8])>>11) / (1 << 53) // [0, 1)
 	k := 1 + u*j.frac
-	f.Age = time.Duration(float64(f.Age) * k)
-	f.OffsetGrowth = time.Duration(float64(f.OffsetGrowth) * k)
-	f.Messages = uint64(float64(f.Messages) * k)
-	f.Bytes = uint64(float64(f.Bytes) * k)
+	f.Age = scaleDuration(f.Age, k)
+	f.OffsetGrowth = scaleDuration(f.OffsetGrowth, k)
+	f.Messages = scaleCount(f.Messages, k)
+	f.Bytes = scaleCount(f.Bytes, k)
 	return j.p.Decide(f)
+}
+
+// scaleDuration and scaleCount multiply a fact by k ≥ 1. They saturate
+// instead of overflowing (Go leaves an out-of-range float conversion
+// implementation-defined: on amd64 a huge age became negative and a huge
+// count zero, so Jitter kept a key the policy it wraps rotates), and never
+// return less than the fact itself (float64 rounds values above 2^53).
+func scaleDuration(d time.Duration, k float64) time.Duration {
+	x := float64(d) * k
+	switch {
+	case x >= math.MaxInt64: // float64(MaxInt64) is 2^63
+		return math.MaxInt64
+	case x <= math.MinInt64:
+		return math.MinInt64
+	case d >= 0:
+		return max(time.Duration(x), d)
+	}
+	return time.Duration(x)
+}
+
+func scaleCount(n uint64, k float64) uint64 {
+	x := float64(n) * k
+	if x >= math.MaxUint64 { // 2^64
+		return math.MaxUint64
+	}
+	return max(uint64(x), n)
 }
 func (j jitter) String() string {
 	return fmt.Sprintf("jitter(%s%%, %s)", trimFloat(j.frac*100), j.p.String())
@@ -254,9 +281,23 @@ func join(ps []Policy, sep string, parenOr bool) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
 		s[i] = p.String()
-		if _, isOr := p.(anyOf); isOr && parenOr && len(p.(anyOf)) > 1 {
+		if parenOr && len(ps) > 1 && hasOr(p) {
 			s[i] = "(" + s[i] + ")"
 		}
 	}
 	return strings.Join(s, sep)
+}
+
+// hasOr reports whether p's String has an "or" at its top level, which an
+// "and" between several parts must parenthesize. A combinator of one part
+// prints as that part: AnyOf(AnyOf(a, b)) and AllOf(AnyOf(a, b)) print as
+// "a or b", which Parse reads back as AnyOf(a, b).
+func hasOr(p Policy) bool {
+	switch a := p.(type) {
+	case anyOf:
+		return len(a) > 1 || len(a) == 1 && hasOr(a[0])
+	case allOf:
+		return len(a) == 1 && hasOr(a[0])
+	}
+	return false
 }

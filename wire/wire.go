@@ -18,7 +18,6 @@
 package wire
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -67,7 +66,7 @@ var ErrFormat = errors.New("dynkey/wire: malformed message")
 
 // KeyID names a public key: the first 8 bytes of
 // SHA-256("dynkey/v1 key id" || 0x00 || u16 len(suite) || suite || public key).
-type KeyID [KeyIDSize]byte
+type KeyID = crypto.KeyID
 
 // ComputeKeyID returns the id of a public key of the named suite.
 func ComputeKeyID(suite string, publicKey []byte) KeyID {
@@ -80,9 +79,6 @@ func ComputeKeyID(suite string, publicKey []byte) KeyID {
 	copy(id[:], h.Sum(nil))
 	return id
 }
-
-// String returns the id in lower-case hex, the form used in JSON documents.
-func (id KeyID) String() string { return hex.EncodeToString(id[:]) }
 
 // ParseKeyID parses the hex form of a KeyID.
 func ParseKeyID(s string) (KeyID, error) {
@@ -351,6 +347,3 @@ func readLP16(b []byte) (v, rest []byte, ok bool) {
 	}
 	return b[2 : 2+n : 2+n], b[2+n:], true
 }
-
-// Equal reports whether two key ids are equal.
-func (id KeyID) Equal(o KeyID) bool { return bytes.Equal(id[:], o[:]) }

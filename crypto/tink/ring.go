@@ -74,6 +74,16 @@ type ringEntry struct {
 
 // NewRing returns an empty ring for s, which must be one of this package's
 // suites (else crypto.ErrWrongSuite).
+// NewKeyRing implements crypto.KeyRingSuite: the middleware keeps the
+// server keys of this package's suites in a Ring too, driving tink's
+// keyset-manager lifecycle, and opens requests through it.
+func (s *suite) NewKeyRing() (crypto.KeyRing, error) { return NewRing(s) }
+
+var (
+	_ crypto.KeyRingSuite = (*suite)(nil)
+	_ crypto.KeyRing      = (*Ring)(nil)
+)
+
 func NewRing(s crypto.Suite) (*Ring, error) {
 	ts, ok := s.(*suite)
 	if !ok || ts == nil {

@@ -263,7 +263,7 @@ func (m *Middleware) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 	now := m.now()
 	hb := wire.HeartbeatResponse{STime: now.UnixMilli(), Directory: dir}
 	if m.o.ClientPolicy != nil && !o.session.Rotated {
-		hb.RotateClientKey = m.clientKeyDecision(&o.sr, o.session.ClientKeyID, now) != policy.Keep
+		hb.RotateClientKey = m.clientKeyDecision(o.sr.KeyInstalled, o.session.ClientKeyID, now) != policy.Keep
 	}
 	b, _ := json.Marshal(hb)
 	w.Header().Set("Content-Type", "application/json")

@@ -154,6 +154,9 @@ type Middleware struct {
 	ring       atomic.Pointer[keyRing]
 	reloadMu   sync.Mutex
 	lastReload time.Time
+	// syncedAt is when the ring was last read from the store (UnixNano of
+	// m.now()), whether or not it had changed.
+	syncedAt atomic.Int64
 	// keyRings mirrors the server keys of suites with their own key ring
 	// (crypto.KeyRingSuite); replaced, never modified, under reloadMu.
 	keyRings map[string]crypto.KeyRing

@@ -25,7 +25,12 @@ type sessionRecord struct {
 	KeyInstalled int64  `json:"key_installed"` // ms
 	PrevKey      []byte `json:"prev_key,omitempty"`
 	PrevUntil    int64  `json:"prev_until,omitempty"` // ms
-	Expires      int64  `json:"expires"`              // ms
+	// PrevInstalled is when PrevKey was installed (ms), for ClientPolicy:
+	// a key past its hard limit stays refused once replaced. Records
+	// written before it existed have 0: their previous key is as old as
+	// the epoch, refused under any age limit.
+	PrevInstalled int64 `json:"prev_installed,omitempty"`
+	Expires       int64 `json:"expires"` // ms
 }
 
 func sessionKey(id [16]byte) string { return "dynkey/session/" + hex.EncodeToString(id[:]) }
@@ -193,13 +198,24 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool
 	}
 	// The server's policy for client keys: past a hard limit (Reject) the
 	// key is refused, before the message id is recorded, except on a
-	// heartbeat, which may carry the rotation that replaces it.
-	expired := current && m.clientKeyDecision(&sr, clientKeyID, now) == policy.Reject
-	if expired && !heartbeat {
+	// heartbeat, which may carry the rotation that replaces it. The
+	// previous key too: the grace window is for requests in flight, not
+	// for a key that was refused before it was replaced.
+	installed := sr.KeyInstalled
+	if !current {
+		installed = sr.PrevInstalled
+	}
+	expired := m.clientKeyDecision(installed, clientKeyID, now) == policy.Reject
+	if expired && (!heartbeat || !current) {
 		return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; rotate it on a heartbeat and retry")
 	}
-	if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
-		return nil, perr
+	// An expired key's heartbeat is recorded below, once its plaintext shows
+	// the rotation: refused without it, it must leave its id unused, as the
+	// client retries it with that id after rotating (docs/PROTOCOL.md §9).
+	if !expired {
+		if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
+			return nil, perr
+		}
 	}
 	cpk, err := sk.suite.ParsePublicKey(clientPub)
 	if err != nil {
@@ -219,8 +235,13 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool
 	}
 	o := &opened{req: req, inner: inner, secret: secret, claims: c, sr: sr,
 		session: &Session{ID: hex.EncodeToString(c.SessionID[:]), Username: sr.Username, Suite: sr.Suite, ClientKeyID: clientKeyID}}
-	if expired && !inner.Rotating() {
-		return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; this heartbeat must rotate it")
+	if expired {
+		if !inner.Rotating() {
+			return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; this heartbeat must rotate it")
+		}
+		if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
+			return nil, perr
+		}
 	}
 	if inner.Rotating() {
 		if !current {
@@ -233,12 +254,13 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool
 	return o, nil
 }
 
-// clientKeyDecision applies ClientPolicy to a session's current key.
-func (m *Middleware) clientKeyDecision(sr *sessionRecord, id wire.KeyID, now time.Time) policy.Decision {
+// clientKeyDecision applies ClientPolicy to a client key installed at
+// installed (ms).
+func (m *Middleware) clientKeyDecision(installed int64, id wire.KeyID, now time.Time) policy.Decision {
 	if m.o.ClientPolicy == nil {
 		return policy.Keep
 	}
-	age := now.Sub(time.UnixMilli(sr.KeyInstalled))
+	age := now.Sub(time.UnixMilli(installed))
 	return m.o.ClientPolicy.Decide(policy.Facts{Now: now, Age: age, OffsetGrowth: age, KeyID: id[:]})
 }
 
@@ -265,6 +287,7 @@ func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverK
 	}
 	next := *sr
 	next.PrevKey, next.PrevUntil = sr.ClientKey, now.Add(m.o.ClientKeyGrace).UnixMilli()
+	next.PrevInstalled = sr.KeyInstalled
 	next.ClientKey, next.KeyInstalled = in.NewClientKey, now.UnixMilli()
 	b, err := json.Marshal(next)
 	if err != nil {

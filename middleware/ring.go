@@ -245,11 +245,13 @@ func (m *Middleware) newKeyRecord(suite crypto.Suite) (keyRecord, error) {
 
 // reload reads the ring from the store if it changed.
 func (m *Middleware) reload(ctx context.Context) error {
+	at := m.now()
 	e, err := m.o.Store.Get(ctx, ringKey)
 	if err != nil {
 		return err
 	}
 	if cur := m.ring.Load(); cur != nil && cur.version == e.Version {
+		m.syncedAt.Store(at.UnixNano())
 		return nil
 	}
 	var rec ringRecord
@@ -271,6 +273,7 @@ func (m *Middleware) reload(ctx context.Context) error {
 		m.ring.Store(r)
 		m.mirrorKeyRings(r, false)
 	}
+	m.syncedAt.Store(at.UnixNano())
 	return nil
 }
 
@@ -598,7 +601,11 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 				k.State, k.SealedPrivate = StateDestroyed, nil
 				changed = true
 			}
-			if k.State == StateDestroyed && now >= k.TokenUntil {
+			// An instance whose ring has not caught up with the key's
+			// retirement still mints tokens under it, for less than
+			// ServerKeyGrace (keyFor reloads an older ring): those expire
+			// up to that long after TokenUntil.
+			if k.State == StateDestroyed && now >= k.TokenUntil+m.o.ServerKeyGrace.Milliseconds() {
 				changed = true
 				continue // the last token it sealed has expired
 			}
@@ -611,6 +618,17 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 
 // keyFor returns the ring key with this id that can still open messages.
 func (m *Middleware) keyFor(ctx context.Context, id wire.KeyID) *serverKey {
+	// A snapshot not compared with the store for a whole grace window may
+	// still hold as primary a key that another instance retired more than
+	// ServerKeyGrace ago, and destroyed (maintenance not run here, or
+	// failing): read the ring again first. A younger snapshot is safe: a
+	// key retired after it was read is still inside its grace window.
+	if m.now().Sub(time.Unix(0, m.syncedAt.Load())) >= m.o.ServerKeyGrace {
+		if err := m.reload(ctx); err != nil {
+			m.log.Warn("dynkey: reloading a stale key ring", "err", err)
+			return nil
+		}
+	}
 	k := m.ring.Load().keys[id]
 	if k == nil {
 		m.reloadRateLimited(ctx)

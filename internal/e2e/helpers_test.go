@@ -76,7 +76,7 @@ var (
 // Test users and their passwords.
 var testUsers = map[string]string{"alice": "alice-pw", "bob": "bob-pw", "mallory": "mallory-pw"}
 
-func newUsers(t *testing.T) *auth.Argon2id {
+func newUsers(t testing.TB) *auth.Argon2id {
 	t.Helper()
 	u := auth.NewArgon2id(testParams)
 	for name, pw := range testUsers {

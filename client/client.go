@@ -31,7 +31,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -544,4 +543,3 @@ func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

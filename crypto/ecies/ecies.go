@@ -353,12 +353,7 @@ func (k *privateKey) Format(f fmt.State, verb rune) {
 
 // The X25519 checks are shared with the other X25519 suites; these names
 // keep the package's tests readable.
-var (
-	x25519LowOrder  = x25519.LowOrder
-	x25519P         = x25519.P
-	errNonCanonical = x25519.ErrNonCanonical
-	errLowOrder     = x25519.ErrLowOrder
-)
+var x25519LowOrder = x25519.LowOrder
 
 // checkX25519Public rejects encodings no X25519 key pair produces.
 func checkX25519Public(b []byte) error { return x25519.CheckPublic(b) }

@@ -383,14 +383,9 @@ func isDefaultReader(r io.Reader) bool {
 	return t == reflect.TypeOf(def) && t.Comparable() && r == def
 }
 
-// The X25519 checks are shared with the other X25519 suites.
-var (
-	errNonCanonical = x25519.ErrNonCanonical
-	errLowOrder     = x25519.ErrLowOrder
-)
-
 // checkX25519 rejects a 32-byte X25519 public key that is not canonical
-// (u >= 2^255-19, which includes a set top bit) or of low order.
+// (u >= 2^255-19, which includes a set top bit) or of low order; the check
+// is shared with the other X25519 suites.
 func checkX25519(u []byte) error { return x25519.CheckPublic(u) }
 
 // publicKey checks that k is a public key of this suite.

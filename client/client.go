@@ -542,4 +542,3 @@ func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
-

@@ -90,10 +90,6 @@ func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
 		m.writeProblem(w, refuse(wire.CodeBadFormat, "malformed client public key"))
 		return
 	}
-	if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
-		m.writeProblem(w, perr)
-		return
-	}
 	aad := wire.RequestAAD(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, req.Header)
 	pt, secret, err := m.openMessage(sk, cpk, wire.InfoLogin, aad, req.Ciphertext)
 	if err != nil {
@@ -108,6 +104,12 @@ func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
 	var lr wire.LoginRequest
 	if err := json.Unmarshal(inner.Body, &lr); err != nil || lr.Username == "" || len(lr.Username) > maxUsername {
 		m.writeProblem(w, refuse(wire.CodeBadFormat, "login body must be {\"username\",\"password\"}"))
+		return
+	}
+	// Recorded once the login authenticated under its client key, before
+	// the password check: a replayed login costs no password hash.
+	if perr := m.markSeen(ctx, "login-"+wire.ComputeKeyID(m.suite.Name(), req.ClientKey).String(), req.MessageID, now); perr != nil {
+		m.writeProblem(w, perr)
 		return
 	}
 	x := &Exchange{m: m, secret: secret, messageID: req.MessageID}
@@ -151,8 +153,7 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey
 	}
 	sr := sessionRecord{Username: lr.Username, Suite: m.suite.Name(), ClientKey: clientKey,
 		KeyInstalled: now.UnixMilli(), Expires: c.Expires.UnixMilli()}
-	b, _ := json.Marshal(sr)
-	if _, err := m.o.Store.CompareAndSwap(ctx, sessionKey(c.SessionID), 0, b, c.Expires); err != nil {
+	if err := m.storeSession(ctx, c.SessionID, 0, &sr); err != nil {
 		return nil, unavailable(err)
 	}
 	tok, err := m.mintToken(c)

@@ -3,9 +3,9 @@ package middleware
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,24 +16,6 @@ import (
 	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/wire"
 )
-
-// sessionRecord is a session as stored (JSON) under "dynkey/session/<id>".
-type sessionRecord struct {
-	Username     string `json:"username"`
-	Suite        string `json:"suite"`
-	ClientKey    []byte `json:"client_key"`
-	KeyInstalled int64  `json:"key_installed"` // ms
-	PrevKey      []byte `json:"prev_key,omitempty"`
-	PrevUntil    int64  `json:"prev_until,omitempty"` // ms
-	// PrevInstalled is when PrevKey was installed (ms), for ClientPolicy:
-	// a key past its hard limit stays refused once replaced. Records
-	// written before it existed have 0: their previous key is as old as
-	// the epoch, refused under any age limit.
-	PrevInstalled int64 `json:"prev_installed,omitempty"`
-	Expires       int64 `json:"expires"` // ms
-}
-
-func sessionKey(id [16]byte) string { return "dynkey/session/" + hex.EncodeToString(id[:]) }
 
 // problemError is a refusal on its way to the client.
 type problemError struct {
@@ -133,10 +115,14 @@ func absDuration(d time.Duration) time.Duration {
 	return d
 }
 
-// markSeen rejects a message id seen within the freshness window (hole 3).
-// The id set lives in the store, shared by every instance.
-func (m *Middleware) markSeen(ctx context.Context, id [wire.MessageIDSize]byte, now time.Time) *problemError {
-	first, err := m.o.Store.MarkSeen(ctx, "dynkey/msg/"+hex.EncodeToString(id[:]), now.Add(2*m.o.FreshnessWindow))
+// markSeen rejects a message id seen within the replay window (hole 3). The
+// id set lives in the store, shared by every instance. It is called only
+// once the message authenticated, and scope names who authenticated it (the
+// user, or the client key of a login), so an unauthenticated sender costs no
+// store write and nobody can occupy another sender's ids. The user, not the
+// session: a retry after logging in again must still find its id.
+func (m *Middleware) markSeen(ctx context.Context, scope string, id [wire.MessageIDSize]byte, now time.Time) *problemError {
+	first, err := m.o.Store.MarkSeen(ctx, "dynkey/msg/"+scope+"/"+hex.EncodeToString(id[:]), now.Add(m.replayWindow()))
 	if err != nil {
 		return unavailable(err)
 	}
@@ -145,6 +131,24 @@ func (m *Middleware) markSeen(ctx context.Context, id [wire.MessageIDSize]byte, 
 	}
 	return nil
 }
+
+// userScope is the replay scope of a user's requests: a hash, so that the
+// store's keys do not hold usernames.
+func userScope(username string) string {
+	h := sha256.Sum256([]byte("dynkey/v1 replay scope\x00" + username))
+	return "u-" + hex.EncodeToString(h[:16])
+}
+
+// replayWindow is how long a message id is remembered: a message is fresh
+// while its time is within FreshnessWindow of the server clock, so it can
+// arrive at most 2×FreshnessWindow after the first copy was accepted; the
+// margin covers clock steps between instances.
+func (m *Middleware) replayWindow() time.Duration {
+	return 2*m.o.FreshnessWindow + replayMargin
+}
+
+// replayMargin is added to the replay window (see replayWindow).
+const replayMargin = time.Minute
 
 // open runs every check of a TypeRequest envelope, cheap ones first, then
 // the one public-key operation, then a client key rotation if asked for.
@@ -166,15 +170,11 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool
 	case err != nil:
 		return nil, refuse(wire.CodeTokenInvalid, "log in again")
 	}
-	e, err := m.o.Store.Get(ctx, sessionKey(c.SessionID))
+	sr, version, err := m.loadSession(ctx, c.SessionID)
 	if err != nil {
 		if errors.Is(err, errNotFound) {
 			return nil, refuse(wire.CodeTokenInvalid, "session ended; log in again")
 		}
-		return nil, unavailable(err)
-	}
-	var sr sessionRecord
-	if err := json.Unmarshal(e.Value, &sr); err != nil {
 		return nil, unavailable(err)
 	}
 	if req.Suite != sr.Suite {
@@ -209,14 +209,6 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool
 	if expired && (!heartbeat || !current) {
 		return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; rotate it on a heartbeat and retry")
 	}
-	// An expired key's heartbeat is recorded below, once its plaintext shows
-	// the rotation: refused without it, it must leave its id unused, as the
-	// client retries it with that id after rotating (docs/PROTOCOL.md §9).
-	if !expired {
-		if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
-			return nil, perr
-		}
-	}
 	cpk, err := sk.suite.ParsePublicKey(clientPub)
 	if err != nil {
 		return nil, unavailable(err)
@@ -235,21 +227,25 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool
 	}
 	o := &opened{req: req, inner: inner, secret: secret, claims: c, sr: sr,
 		session: &Session{ID: hex.EncodeToString(c.SessionID[:]), Username: sr.Username, Suite: sr.Suite, ClientKeyID: clientKeyID}}
-	if expired {
-		if !inner.Rotating() {
-			return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; this heartbeat must rotate it")
-		}
-		if perr := m.markSeen(ctx, req.MessageID, now); perr != nil {
-			return nil, perr
-		}
+	if expired && !inner.Rotating() {
+		return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; this heartbeat must rotate it")
 	}
 	if inner.Rotating() {
 		if !current {
 			return nil, refuse(wire.CodeRotationRefused, "a rotation must be authenticated by the current client key")
 		}
-		if perr := m.rotateClientKey(ctx, o, sk, &sr, e.Version, now); perr != nil {
+		if perr := m.rotateClientKey(ctx, o, sk, &sr, version, now); perr != nil {
 			return nil, perr
 		}
+	}
+	// The message id is recorded last, once everything that can refuse the
+	// message has passed: every genuine refusal leaves the id unused, so the
+	// client's retry with the same id works, while a refusal forged after
+	// the handler ran makes that retry a replay (docs/PROTOCOL.md §9). A
+	// replayed rotation cannot get here twice: once it has landed, its key
+	// is the previous one, which may not rotate.
+	if perr := m.markSeen(ctx, userScope(sr.Username), req.MessageID, now); perr != nil {
+		return nil, perr
 	}
 	return o, nil
 }
@@ -289,11 +285,7 @@ func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverK
 	next.PrevKey, next.PrevUntil = sr.ClientKey, now.Add(m.o.ClientKeyGrace).UnixMilli()
 	next.PrevInstalled = sr.KeyInstalled
 	next.ClientKey, next.KeyInstalled = in.NewClientKey, now.UnixMilli()
-	b, err := json.Marshal(next)
-	if err != nil {
-		return unavailable(err)
-	}
-	if _, err := m.o.Store.CompareAndSwap(ctx, sessionKey(o.claims.SessionID), version, b, time.UnixMilli(sr.Expires)); err != nil {
+	if err := m.storeSession(ctx, o.claims.SessionID, version, &next); err != nil {
 		if errors.Is(err, errConflict) {
 			return refuse(wire.CodeRotationRefused, "the session changed meanwhile; retry")
 		}

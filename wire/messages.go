@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // Endpoint paths served by the middleware.
@@ -151,4 +152,15 @@ var titles = map[Code]string{
 	CodeLoginThrottled:   "Too many failed logins",
 	CodeMethod:           "Method not allowed",
 	CodeUnavailable:      "Service temporarily unavailable",
+}
+
+// Codes returns every problem code, sorted. A client that handles problems
+// (or a test that forges them) can range over it.
+func Codes() []Code {
+	out := make([]Code, 0, len(titles))
+	for c := range titles {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
 }

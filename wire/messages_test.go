@@ -130,3 +130,15 @@ func TestMessageJSONShapes(t *testing.T) {
 		t.Errorf("HeartbeatResponse: %s", b)
 	}
 }
+
+func TestCodesListsEveryCode(t *testing.T) {
+	codes := wire.Codes()
+	if len(codes) != 17 {
+		t.Fatalf("Codes() has %d codes, want 17 (update this test when adding one)", len(codes))
+	}
+	for _, c := range codes {
+		if p := wire.NewProblem(c, "x"); p.Title == "" || p.Status < 400 {
+			t.Errorf("code %q: title %q status %d", c, p.Title, p.Status)
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package tink
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/dynkey/dynkey/crypto"
+)
+
+// Tests written for mutants that survived mutation testing (gremlins, see
+// docs/SECURITY.md "Mutation testing"): each fails if the bound or check it
+// names moves by one or is dropped.
+
+// TestSealOpenEmptyPlaintext: a message with an empty plaintext (the
+// rotation proof is one) is exactly minCiphertext bytes long and must open;
+// one byte less must not.
+func TestSealOpenEmptyPlaintext(t *testing.T) {
+	for _, s := range allSuites {
+		t.Run(s.name, func(t *testing.T) {
+			a, b := mustKey(t, s), mustKey(t, s)
+			ct, secret, err := s.Seal(nil, b.Public(), a, []byte("info"), []byte("aad"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ct) != s.minCiphertext {
+				t.Fatalf("empty plaintext sealed to %d bytes, minCiphertext is %d", len(ct), s.minCiphertext)
+			}
+			pt, secret2, err := s.Open(b, a.Public(), []byte("info"), []byte("aad"), ct)
+			if err != nil || len(pt) != 0 || !bytes.Equal(secret, secret2) {
+				t.Fatalf("Open of an empty plaintext = %x, %v", pt, err)
+			}
+			if _, _, err := s.Open(b, a.Public(), []byte("info"), []byte("aad"), ct[:len(ct)-1]); err != crypto.ErrOpen {
+				t.Fatalf("Open of a ciphertext one byte short = %v, want ErrOpen", err)
+			}
+		})
+	}
+}
+
+// TestLP16Bounds: a length-prefixed field holds 0 to 0xffff bytes, both
+// ends included.
+func TestLP16Bounds(t *testing.T) {
+	max := bytes.Repeat([]byte{7}, 0xffff)
+	if j, ok := joinPair(max, nil); !ok || len(j) != 2+0xffff+2 {
+		t.Fatalf("joinPair(0xffff bytes, nil) = %d bytes, %v", len(j), ok)
+	}
+	if j, ok := joinPair(nil, max); !ok || len(j) != 2+2+0xffff {
+		t.Fatalf("joinPair(nil, 0xffff bytes) = %d bytes, %v", len(j), ok)
+	}
+	if _, ok := joinPair(append(max, 7), nil); ok {
+		t.Fatal("joinPair accepted a first field of 0x10000 bytes")
+	}
+	if _, ok := joinPair(nil, append(max, 7)); ok {
+		t.Fatal("joinPair accepted a second field of 0x10000 bytes")
+	}
+	tests := []struct {
+		name        string
+		in          []byte
+		field, rest []byte
+		ok          bool
+	}{
+		{"empty field, nothing after", []byte{0, 0}, []byte{}, []byte{}, true},
+		{"empty field, one byte after", []byte{0, 0, 9}, []byte{}, []byte{9}, true},
+		{"one byte", []byte{0}, nil, nil, false},
+		{"nothing", nil, nil, nil, false},
+		{"length beyond the end", []byte{0, 2, 1}, nil, nil, false},
+		{"exact", []byte{0, 1, 5}, []byte{5}, []byte{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, r, ok := cutLP16(tt.in)
+			if ok != tt.ok || !bytes.Equal(f, tt.field) || !bytes.Equal(r, tt.rest) {
+				t.Fatalf("cutLP16(%x) = %x, %x, %v", tt.in, f, r, ok)
+			}
+		})
+	}
+}
+
+// paddingKEK is a test KEK that appends pad zero bytes and a 4-byte count
+// to the plaintext (no secrecy: it only makes the encrypted keysets a
+// chosen size) and checks the associated data on the way back.
+type paddingKEK struct{ pad int }
+
+func (k paddingKEK) Encrypt(pt, ad []byte) ([]byte, error) {
+	out := append(append(bytes.Clone(ad), pt...), make([]byte, k.pad)...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(ad)))
+	return binary.BigEndian.AppendUint32(out, uint32(k.pad)), nil
+}
+
+func (k paddingKEK) Decrypt(ct, ad []byte) ([]byte, error) {
+	if len(ct) < 8 {
+		return nil, errors.New("short")
+	}
+	pad, adLen := int(binary.BigEndian.Uint32(ct[len(ct)-4:])), int(binary.BigEndian.Uint32(ct[len(ct)-8:]))
+	body := ct[:len(ct)-8]
+	if adLen > len(body) || pad > len(body)-adLen || !bytes.Equal(body[:adLen], ad) {
+		return nil, errors.New("associated data mismatch")
+	}
+	return body[adLen : len(body)-pad], nil
+}
+
+// TestEncryptedKeysetSizeBound: an encrypted private key holds each
+// encrypted keyset in a 16-bit length; keysets of exactly 0xffff bytes are
+// written and read back, one byte more is refused.
+func TestEncryptedKeysetSizeBound(t *testing.T) {
+	s := hpkeX25519Suite
+	k := mustKey(t, s)
+	// marshal returns the encoding with the given padding and the size of
+	// its larger encrypted keyset (fields: name, public key, hybrid keyset,
+	// signature keyset).
+	marshal := func(pad int) ([]byte, int, error) {
+		b, err := s.MarshalPrivateKeyEncrypted(k, paddingKEK{pad})
+		if err != nil {
+			return nil, 0, err
+		}
+		var f [4][]byte
+		rest := b
+		for i := range f {
+			var ok bool
+			if f[i], rest, ok = cutLP16(rest); !ok {
+				t.Fatal("output is not four length-prefixed fields")
+			}
+		}
+		return b, max(len(f[2]), len(f[3])), nil
+	}
+	// At this size an encrypted keyset grows byte for byte with the
+	// padding (its protobuf length varint stays 3 bytes).
+	const probe = 60000
+	_, n, err := marshal(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := probe + 0xffff - n
+	b, n, err := marshal(pad)
+	if err != nil || n != 0xffff {
+		t.Fatalf("MarshalPrivateKeyEncrypted with a keyset of %d bytes: %v", n, err)
+	}
+	k2, err := s.ParsePrivateKeyEncrypted(b, paddingKEK{pad})
+	if err != nil || !bytes.Equal(k2.Public().Bytes(), k.Public().Bytes()) {
+		t.Fatalf("ParsePrivateKeyEncrypted of a 0xffff-byte keyset: %v", err)
+	}
+	if _, _, err := marshal(pad + 1); err == nil {
+		t.Fatal("MarshalPrivateKeyEncrypted wrote a keyset of 0x10000 bytes")
+	}
+}

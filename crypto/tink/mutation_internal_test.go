@@ -77,18 +77,29 @@ func TestLP16Bounds(t *testing.T) {
 	}
 }
 
-// paddingKEK is a test KEK that appends pad zero bytes and a 4-byte count
-// to the plaintext (no secrecy: it only makes the encrypted keysets a
-// chosen size) and checks the associated data on the way back.
-type paddingKEK struct{ pad int }
-
-func (k paddingKEK) Encrypt(pt, ad []byte) ([]byte, error) {
-	out := append(append(bytes.Clone(ad), pt...), make([]byte, k.pad)...)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(ad)))
-	return binary.BigEndian.AppendUint32(out, uint32(k.pad)), nil
+// paddingKEK is a test KEK that appends zero padding and two 4-byte counts
+// to the associated data and plaintext (no secrecy: it only makes each
+// encrypted keyset a chosen size), and checks the associated data on the
+// way back. The padding is chosen per associated data (one per keyset
+// role), def otherwise; seen lists the associated data in call order.
+type paddingKEK struct {
+	def  int
+	pads map[string]int
+	seen []string
 }
 
-func (k paddingKEK) Decrypt(ct, ad []byte) ([]byte, error) {
+func (k *paddingKEK) Encrypt(pt, ad []byte) ([]byte, error) {
+	pad, ok := k.pads[string(ad)]
+	if !ok {
+		pad = k.def
+	}
+	k.seen = append(k.seen, string(ad))
+	out := append(append(bytes.Clone(ad), pt...), make([]byte, pad)...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(ad)))
+	return binary.BigEndian.AppendUint32(out, uint32(pad)), nil
+}
+
+func (k *paddingKEK) Decrypt(ct, ad []byte) ([]byte, error) {
 	if len(ct) < 8 {
 		return nil, errors.New("short")
 	}
@@ -102,17 +113,16 @@ func (k paddingKEK) Decrypt(ct, ad []byte) ([]byte, error) {
 
 // TestEncryptedKeysetSizeBound: an encrypted private key holds each
 // encrypted keyset in a 16-bit length; keysets of exactly 0xffff bytes are
-// written and read back, one byte more is refused.
+// written and read back, one byte more in either is refused.
 func TestEncryptedKeysetSizeBound(t *testing.T) {
 	s := hpkeX25519Suite
 	k := mustKey(t, s)
-	// marshal returns the encoding with the given padding and the size of
-	// its larger encrypted keyset (fields: name, public key, hybrid keyset,
-	// signature keyset).
-	marshal := func(pad int) ([]byte, int, error) {
-		b, err := s.MarshalPrivateKeyEncrypted(k, paddingKEK{pad})
+	// marshal returns the encoding and the sizes of its two encrypted
+	// keysets (fields: name, public key, hybrid keyset, signature keyset).
+	marshal := func(kek *paddingKEK) ([]byte, [2]int, error) {
+		b, err := s.MarshalPrivateKeyEncrypted(k, kek)
 		if err != nil {
-			return nil, 0, err
+			return nil, [2]int{}, err
 		}
 		var f [4][]byte
 		rest := b
@@ -122,25 +132,30 @@ func TestEncryptedKeysetSizeBound(t *testing.T) {
 				t.Fatal("output is not four length-prefixed fields")
 			}
 		}
-		return b, max(len(f[2]), len(f[3])), nil
+		return b, [2]int{len(f[2]), len(f[3])}, nil
 	}
 	// At this size an encrypted keyset grows byte for byte with the
 	// padding (its protobuf length varint stays 3 bytes).
 	const probe = 60000
-	_, n, err := marshal(probe)
-	if err != nil {
-		t.Fatal(err)
+	kek := &paddingKEK{def: probe}
+	_, n, err := marshal(kek)
+	if err != nil || len(kek.seen) != 2 {
+		t.Fatalf("probe: %v, %d keysets encrypted", err, len(kek.seen))
 	}
-	pad := probe + 0xffff - n
-	b, n, err := marshal(pad)
-	if err != nil || n != 0xffff {
-		t.Fatalf("MarshalPrivateKeyEncrypted with a keyset of %d bytes: %v", n, err)
+	pads := map[string]int{kek.seen[0]: probe + 0xffff - n[0], kek.seen[1]: probe + 0xffff - n[1]}
+	b, n, err := marshal(&paddingKEK{pads: pads})
+	if err != nil || n != [2]int{0xffff, 0xffff} {
+		t.Fatalf("MarshalPrivateKeyEncrypted with keysets of %v bytes: %v", n, err)
 	}
-	k2, err := s.ParsePrivateKeyEncrypted(b, paddingKEK{pad})
+	k2, err := s.ParsePrivateKeyEncrypted(b, &paddingKEK{})
 	if err != nil || !bytes.Equal(k2.Public().Bytes(), k.Public().Bytes()) {
-		t.Fatalf("ParsePrivateKeyEncrypted of a 0xffff-byte keyset: %v", err)
+		t.Fatalf("ParsePrivateKeyEncrypted of 0xffff-byte keysets: %v", err)
 	}
-	if _, _, err := marshal(pad + 1); err == nil {
-		t.Fatal("MarshalPrivateKeyEncrypted wrote a keyset of 0x10000 bytes")
+	for i, ad := range kek.seen {
+		over := map[string]int{kek.seen[0]: pads[kek.seen[0]], kek.seen[1]: pads[kek.seen[1]]}
+		over[ad]++
+		if _, n, err := marshal(&paddingKEK{pads: over}); err == nil {
+			t.Fatalf("MarshalPrivateKeyEncrypted wrote keyset %d of %d bytes", i, n[i])
+		}
 	}
 }

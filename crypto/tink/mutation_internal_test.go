@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/big"
 	"testing"
 
 	"github.com/dynkey/dynkey/crypto"
@@ -157,5 +158,29 @@ func TestEncryptedKeysetSizeBound(t *testing.T) {
 		if _, n, err := marshal(&paddingKEK{pads: over}); err == nil {
 			t.Fatalf("MarshalPrivateKeyEncrypted wrote keyset %d of %d bytes", i, n[i])
 		}
+	}
+}
+
+// TestLowSBoundary: s = floor(n/2) is low and kept as it is; s = floor(n/2)+1
+// is high and becomes n-s = floor(n/2). Moving the boundary by one would
+// make a valid signature fail isLowS (a message refused) or let both s and
+// n-s verify (a malleable ciphertext).
+func TestLowSBoundary(t *testing.T) {
+	sig := func(s *big.Int) []byte {
+		b := make([]byte, 64)
+		b[0] = 1 // r, irrelevant here
+		s.FillBytes(b[32:])
+		return b
+	}
+	half := new(big.Int).Set(p256HalfN)
+	halfPlus := new(big.Int).Add(half, big.NewInt(1))
+	if !isLowS(sig(half)) || isLowS(sig(halfPlus)) {
+		t.Fatalf("isLowS(n/2) = %v, isLowS(n/2+1) = %v", isLowS(sig(half)), isLowS(sig(halfPlus)))
+	}
+	if got := normalizeLowS(sig(half)); !bytes.Equal(got, sig(half)) {
+		t.Fatalf("normalizeLowS changed s = n/2 to %x", got[32:])
+	}
+	if got := normalizeLowS(sig(halfPlus)); !bytes.Equal(got, sig(half)) || !isLowS(got) {
+		t.Fatalf("normalizeLowS(n/2+1) = %x, want n/2", got[32:])
 	}
 }

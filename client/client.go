@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,11 +55,26 @@ type Config struct {
 	// "ecies-x25519".
 	Suite string
 
-	// IdentityKey pins the server's directory-signing key. If nil, the
-	// client trusts the identity key of the first directory it fetches (use
-	// TLS for that fetch) and requires every later directory to be signed
-	// by it.
+	// IdentityKey pins the server's directory-signing key (the server
+	// prints it: middleware.Middleware.IdentityPublicKey). If nil, the
+	// client trusts the identity key of the first directory it fetches
+	// (trust on first use) and requires every later directory to be signed
+	// by it; that first fetch must then be protected by TLS, so New refuses
+	// a BaseURL that is not https:// unless
+	// InsecureTrustOnFirstUseWithoutTLS is set. Default nil.
 	IdentityKey ed25519.PublicKey
+
+	// InsecureTrustOnFirstUseWithoutTLS lets a client with no IdentityKey
+	// take the server's identity from the first key directory it fetches
+	// over a BaseURL that is not https://. That directory is then
+	// unauthenticated: anyone on the path (a Wi-Fi hotspot, a proxy, a
+	// DNS spoofer) can answer with a directory of their own, and the client
+	// seals its username and password — and every later request — to the
+	// attacker's key, and keeps trusting the attacker from then on. Set it
+	// only on a network you control (tests, a loopback demo); otherwise pin
+	// IdentityKey or use https. Ignored when IdentityKey is set. Default
+	// false.
+	InsecureTrustOnFirstUseWithoutTLS bool
 
 	// Policy decides when the client rotates its key.
 	// Default policy.OffsetGrowth(1h) (claim 5).
@@ -122,6 +138,14 @@ var (
 
 	// ErrClosed is returned by requests after Close.
 	ErrClosed = errors.New("dynkey/client: closed")
+
+	// ErrFirstContactWithoutTLS is returned by New for a BaseURL that is
+	// not https:// when no IdentityKey is pinned: the client would take
+	// the server's identity from a key directory anyone on the path could
+	// replace, and seal the password to them. Pin Config.IdentityKey, use
+	// https, or (tests and loopback only) set
+	// Config.InsecureTrustOnFirstUseWithoutTLS.
+	ErrFirstContactWithoutTLS = errors.New("dynkey/client: no IdentityKey pinned and BaseURL is not https (trust on first use needs TLS)")
 )
 
 // serverState is what the client trusts about the server.
@@ -176,7 +200,8 @@ type Client struct {
 	rotating bool      // a rotation is in flight
 	forceRot bool      // the server asked for a rotation
 	nextKey  crypto.PrivateKey
-	genning  bool
+	genning  bool          // the next key is being generated
+	keyReady chan struct{} // closed when that generation ends (nil when none)
 	lastDir  time.Time
 	stats    Stats
 	closed   bool
@@ -209,6 +234,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.IdentityKey != nil && len(cfg.IdentityKey) != ed25519.PublicKeySize {
 		return nil, errors.New("dynkey/client: IdentityKey is not an Ed25519 public key")
+	}
+	if cfg.IdentityKey == nil && !strings.EqualFold(u.Scheme, "https") && !cfg.InsecureTrustOnFirstUseWithoutTLS {
+		return nil, fmt.Errorf("%w: BaseURL %q", ErrFirstContactWithoutTLS, cfg.BaseURL)
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = policy.OffsetGrowth(time.Hour)
@@ -288,8 +316,9 @@ func (c *Client) ClientKeyID() (wire.KeyID, bool) {
 }
 
 // RotateNow makes the client rotate its key on its next heartbeat or
-// idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) once the next key is
-// ready; rotations never ride on a POST or PATCH (see docs/PROTOCOL.md §9).
+// request that may carry a rotation (GET, PUT, DELETE, OPTIONS); that
+// request waits for the next key if it is not generated yet. Rotations
+// never ride on a POST or PATCH (see docs/PROTOCOL.md §5).
 func (c *Client) RotateNow() {
 	c.mu.Lock()
 	c.forceRot = true

@@ -24,8 +24,8 @@ type sealParams struct {
 	pending   bool              // key is the session's pending key
 	sess      *session
 	sentAt    uint64 // the client's estimate of the server clock at sending (ms)
-	// messageID, if set, is the id to send instead of a fresh one: a
-	// retry reuses the id of the refused request (see do).
+	// messageID is the id to send; nil draws a fresh one (a login). Every
+	// envelope of one request, retries included, has the same id (see do).
 	messageID *[wire.MessageIDSize]byte
 }
 
@@ -64,8 +64,11 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 		Token: p.token, STime: sTime, Elapsed: elapsed}
 	if p.messageID != nil {
 		h.MessageID = *p.messageID
-	} else if _, err := io.ReadFull(c.cfg.Rand, h.MessageID[:]); err != nil {
-		return nil, err
+	} else {
+		var err error
+		if h.MessageID, err = c.newMessageID(); err != nil {
+			return nil, err
+		}
 	}
 	in := wire.Inner{ContentType: contentType, Body: body}
 	if p.newKey != nil {
@@ -157,4 +160,11 @@ func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("dynkey/client: body larger than %d bytes", limit)
 	}
 	return b, nil
+}
+
+// newMessageID draws a fresh message id.
+func (c *Client) newMessageID() ([wire.MessageIDSize]byte, error) {
+	var id [wire.MessageIDSize]byte
+	_, err := io.ReadFull(c.cfg.Rand, id[:])
+	return id, err
 }

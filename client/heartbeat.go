@@ -20,7 +20,7 @@ func (c *Client) Heartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := c.do(req, "", nil)
+	res, err := c.do(req, "", nil, true)
 	if err != nil {
 		return err
 	}
@@ -29,22 +29,9 @@ func (c *Client) Heartbeat(ctx context.Context) error {
 
 // rotateOnHeartbeat rotates the client key now, on a heartbeat without the
 // recovery loop (its only possible recovery would be this very rotation).
-// It waits for the next key only if it was not generated ahead of time.
+// It waits for the next key only if it was not generated ahead of time
+// (send waits for a due rotation's key).
 func (c *Client) rotateOnHeartbeat(ctx context.Context) error {
-	c.mu.Lock()
-	need := c.nextKey == nil
-	c.mu.Unlock()
-	if need {
-		k, err := c.suite.GenerateKey(c.cfg.Rand)
-		if err != nil {
-			return err
-		}
-		c.mu.Lock()
-		if c.nextKey == nil {
-			c.nextKey = k
-		}
-		c.mu.Unlock()
-	}
 	c.mu.Lock()
 	c.forceRot = true
 	before := c.stats.ClientRotations
@@ -53,7 +40,11 @@ func (c *Client) rotateOnHeartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, _, err := c.send(req, "", nil, true, nil)
+	id, err := c.newMessageID()
+	if err != nil {
+		return err
+	}
+	res, _, err := c.send(req, "", nil, true, id)
 	if err != nil {
 		return err
 	}

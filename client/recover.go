@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/dynkey/dynkey/wire"
@@ -20,11 +19,21 @@ const maxRecoveries = 3
 
 // do sends a request with the protocol's recovery: after a refusal that
 // says what to do (refetch the directory, log in again, resync the clock,
-// retry), it does that and retries with a fresh envelope, at most once per
-// kind of refusal. A genuine refusal always comes before any handler ran;
-// a forged one may not, so the retry keeps the message id (below) and the
-// server's replay check keeps a handler from running twice.
-func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*result, error) {
+// rotate, retry), it does that and retries with a fresh envelope, at most
+// once per kind of refusal. rotate says whether the request may carry a
+// client key rotation (mayCarryRotation); a retry never carries one.
+//
+// One request has one message id: the first envelope and every retry carry
+// the same id, whatever the refusal. Refusals are not authenticated, and a
+// man in the middle (or a TLS-terminating proxy) can let a request through,
+// let its handler run and answer with a forged refusal of any code. The
+// server records a message id only once the message passed every check that
+// can refuse it — the public-key open and a rotation's compare-and-swap
+// included (docs/PROTOCOL.md §11) — so after a genuine refusal the id is
+// unused and the retry runs, while after a forged one the retry is refused
+// as a replay and the handler does not run twice. A request that carried a
+// rotation is retried without it, under the same id.
+func (c *Client) do(tmpl *http.Request, contentType string, body []byte, rotate bool) (*result, error) {
 	ctx := tmpl.Context()
 	c.mu.Lock()
 	sess := c.sess
@@ -34,7 +43,11 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 			return nil, err
 		}
 	}
-	res, sess, err := c.send(tmpl, contentType, body, mayCarryRotation(tmpl), nil)
+	id, err := c.newMessageID()
+	if err != nil {
+		return nil, err
+	}
+	res, sess, err := c.send(tmpl, contentType, body, rotate, id)
 	if err != nil {
 		return nil, err
 	}
@@ -55,19 +68,6 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 		c.stats.Recoveries++
 		c.mu.Unlock()
 		c.emit(EventRecovered, "recovered from "+string(prob.Code)+"; retrying")
-		// Refusals are not authenticated: one may be forged by a man in
-		// the middle after the handler ran. The retry therefore reuses the
-		// refused request's message id, which the server records only
-		// after the checks that give the refusals retried here (docs/
-		// PROTOCOL.md §11): if the request did run, the retry is refused as
-		// a replay instead of running it twice. A refused rotation is the
-		// exception: the server recorded the id before refusing it; that is
-		// why rotations ride only on requests that are safe to repeat
-		// (mayCarryRotation).
-		var id *[wire.MessageIDSize]byte
-		if prob.Code != wire.CodeRotationRefused {
-			id = &res.messageID
-		}
 		if res, sess, err = c.send(tmpl, contentType, body, false, id); err != nil {
 			return nil, err
 		}
@@ -75,16 +75,21 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte) (*resul
 	return res, nil
 }
 
-// mayCarryRotation reports whether a request may carry a client key
-// rotation: heartbeats and idempotent methods (RFC 9110 §9.2.2). A refused
-// rotation is retried with a fresh message id, so a refusal forged after the
-// handler ran would repeat the request; for these requests that is harmless.
-func mayCarryRotation(r *http.Request) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+// mayCarryRotation reports whether a request sent through RoundTrip may
+// carry a client key rotation: only the idempotent methods GET, PUT, DELETE
+// and OPTIONS (RFC 9110 §9.2.2), besides the heartbeat (Heartbeat passes
+// its own flag; a POST to the heartbeat path through RoundTrip is an
+// ordinary POST). A retry keeps the message id, so a forged refusal cannot
+// run a handler twice even here; keeping rotations off POST and PATCH is a
+// second line: a request that carried one is always safe to repeat. HEAD
+// never gets this far (RoundTrip refuses it), and CONNECT and TRACE are not
+// requests a dynkey handler serves.
+func mayCarryRotation(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodOptions:
 		return true
 	}
-	return r.URL.Path == wire.PathHeartbeat || strings.HasSuffix(r.URL.Path, wire.PathHeartbeat)
+	return false
 }
 
 // recover acts on a refusal of a request authenticated by the client key
@@ -161,6 +166,3 @@ func (c *Client) recoverFrom(ctx context.Context, p *wire.Problem) error {
 	}
 	return c.fetchDirectory(ctx)
 }
-
-// RoundTrip implements http.RoundTripper: it seals req, sends it, and
-// returns the opened response. A refusal by the middleware comes back as

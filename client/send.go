@@ -4,26 +4,33 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/wire"
 )
 
-// send seals and sends one request under the current session, rotating the
-// client key if the policy says so, and settles the rotation's outcome.
-func (c *Client) send(tmpl *http.Request, contentType string, body []byte, allowRotate bool, messageID *[wire.MessageIDSize]byte) (*result, *session, error) {
+// send seals and sends one request under the current session with message
+// id id, rotating the client key if rotate is set and a rotation is due
+// (rotationDueLocked), and settles the rotation's outcome. rotate must be
+// set only for a request that is safe to run twice: the heartbeat and the
+// idempotent methods (see mayCarryRotation).
+func (c *Client) send(tmpl *http.Request, contentType string, body []byte, rotate bool, id [wire.MessageIDSize]byte) (*result, *session, error) {
+	if rotate {
+		// A due rotation waits for its key rather than being skipped.
+		if err := c.awaitNextKey(tmpl.Context()); err != nil {
+			return nil, nil, err
+		}
+	}
 	c.mu.Lock()
 	sess := c.sess
 	if sess == nil {
 		c.mu.Unlock()
 		return nil, nil, errors.New("dynkey/client: not logged in")
 	}
-	p := &sealParams{typ: wire.TypeRequest, key: sess.key, token: sess.token, sess: sess, messageID: messageID}
+	p := &sealParams{typ: wire.TypeRequest, key: sess.key, token: sess.token, sess: sess, messageID: &id}
 	keyID := sess.keyID
 	if sess.pending != nil {
 		p.key, p.pending = sess.pending, true
 		keyID = wire.ComputeKeyID(c.suite.Name(), sess.pending.Public().Bytes())
-	} else if allowRotate && !c.rotating && c.nextKey != nil && !sess.olderKeyInFlight() &&
-		(c.forceRot || c.policyLocked(sess) != policy.Keep) {
+	} else if rotate && c.nextKey != nil && c.rotationDueLocked(sess) {
 		p.newKey, c.nextKey = c.nextKey, nil
 		c.rotating, c.forceRot = true, false
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,9 +10,29 @@ import (
 	"github.com/dynkey/dynkey/wire"
 )
 
-// its problem response (application/problem+json, 4xx/5xx) after one
-// recovery attempt; a response that fails authentication is an error.
+// ErrUnsupportedMethod is returned by RoundTrip, before anything is sent,
+// for a HEAD request. A HEAD response carries no body, so no sealed
+// response can authenticate it: the status and headers of any answer could
+// be forged, and the client never hands an unauthenticated response to its
+// caller. Sending the request anyway would run the handler and then fail.
+// Use GET instead. A later transport that authenticates headers may lift
+// this.
+var ErrUnsupportedMethod = errors.New("dynkey/client: method not supported")
+
+// RoundTrip implements http.RoundTripper: it seals req, sends it, and
+// returns the opened response. A refusal by the middleware comes back as
+// its problem response (application/problem+json, 4xx/5xx) after the
+// recoveries it calls for (docs/PROTOCOL.md §9); a response that fails
+// authentication is an error. A HEAD request fails with
+// ErrUnsupportedMethod before anything is sent. Only GET, PUT, DELETE and
+// OPTIONS requests may carry a rotation of the client key.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodHead {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("%w: %s (a response to it cannot be authenticated)", ErrUnsupportedMethod, req.Method)
+	}
 	var body []byte
 	if req.Body != nil {
 		b, err := readAllLimited(req.Body, c.cfg.MaxBodySize)
@@ -21,7 +42,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		body = b
 	}
-	res, err := c.do(req, req.Header.Get("Content-Type"), body)
+	res, err := c.do(req, req.Header.Get("Content-Type"), body, mayCarryRotation(req.Method))
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,10 @@ func (c *Client) send(tmpl *http.Request, contentType string, body []byte, rotat
 	}
 	c.mu.Lock()
 	sess := c.sess
+	if c.closed {
+		c.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
 	if sess == nil {
 		c.mu.Unlock()
 		return nil, nil, errors.New("dynkey/client: not logged in")

@@ -17,6 +17,17 @@
 // itself from a stale server key, an expired token or a stale clock (each at
 // most once per request). It never uses the local wall clock for the protocol: times
 // are the server's s_time plus elapsed time on the monotonic clock.
+//
+// # Safety against a man in the middle
+//
+// Refusals (problem+json) are not authenticated, so the client only acts on
+// them in ways an attacker on the path could force anyway, and a retry
+// always carries the refused request's message id: a refusal forged after
+// the handler ran makes the retry a replay, never a second run. Rotations
+// of the client key ride only on heartbeats and GET, PUT, DELETE and
+// OPTIONS requests. HEAD is refused ([ErrUnsupportedMethod]): its response
+// has no body to authenticate. Without a pinned [Config.IdentityKey] the
+// first key directory must come over https ([ErrFirstContactWithoutTLS]).
 package client
 
 import (

@@ -115,6 +115,9 @@ func (c *Client) recover(ctx context.Context, p *wire.Problem, sess *session, us
 		}
 		return true, c.login(ctx, sess)
 	case wire.CodeRotationRefused:
+		// Retry without the rotation (do never rotates on a retry), under
+		// the same message id: the server records it only after the
+		// rotation's compare-and-swap, so a genuine refusal left it unused.
 		return true, nil
 	case wire.CodeClientKeyExpired:
 		// The key is past the server's hard limit: rotate it on a

@@ -257,6 +257,9 @@ func forgedProblem(code wire.Code, now func() time.Time, dir *wire.SignedDirecto
 // handler runs exactly once (the proxy let it through once; the client's
 // retries, if any, are refused as replays), no message id is processed
 // twice, and the caller gets an error or a non-2xx status, never a 2xx.
+// Once the forging stops, the client works again, also after the client
+// key grace window (a rotation hidden by a forged refusal ends in a fresh
+// login, not a stuck client).
 //
 // Defense exercised: client do (every retry of a request carries the
 // refused request's message id, rotation-refused and client-key-expired
@@ -360,6 +363,17 @@ func TestMITMForgedRefusalNeverRunsAHandlerTwice(t *testing.T) {
 							// separate heartbeat (a new message, safe to repeat).
 							require.Equal(t, rotations, r.st.committed.Load())
 						}
+
+						// The forgery leaves the client working: once the man
+						// in the middle stops, the next call goes through
+						// (after a recovery, if the forgery left the client
+						// behind the server).
+						r.proxy.mu.Lock()
+						r.proxy.forge = nil
+						r.proxy.mu.Unlock()
+						mustCall(t, r.hc, http.MethodPost, r.proxy.srv.URL+"/api/after", "after")
+						r.clk.Advance(3 * time.Minute) // past ClientKeyGrace: a key the client lost track of is gone
+						mustCall(t, r.hc, http.MethodPost, r.proxy.srv.URL+"/api/later", "later")
 					})
 				}
 			}

@@ -68,8 +68,9 @@ func mtKEK(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 // mtServer serves whatever middleware is current at one loopback address,
 // so a client keeps its BaseURL across a server restart.
 type mtServer struct {
-	cur atomic.Pointer[http.Handler]
-	srv *httptest.Server
+	cur      atomic.Pointer[http.Handler]
+	srv      *httptest.Server
+	identity ed25519.PublicKey // of the middleware served last, for clients to pin
 }
 
 func newMTServer(t *testing.T) *mtServer {
@@ -89,6 +90,7 @@ func newMTServer(t *testing.T) *mtServer {
 
 // serve routes the endpoints and /api/echo (who am I, with which key) to m.
 func (s *mtServer) serve(m *Middleware) {
+	s.identity = m.IdentityPublicKey()
 	mux := http.NewServeMux()
 	mux.Handle("/dynkey/", m.Endpoints())
 	mux.Handle("/.well-known/dynkey/", m.Endpoints())
@@ -105,7 +107,7 @@ func (s *mtServer) serve(m *Middleware) {
 func mtClient(t *testing.T, s *mtServer, now func() time.Time) (*client.Client, *http.Client) {
 	t.Helper()
 	c, err := client.New(client.Config{BaseURL: s.srv.URL, Username: "alice", Password: "pw",
-		HeartbeatInterval: -1, Policy: policy.Manual(), Now: now, Logger: mtQuiet})
+		HeartbeatInterval: -1, Policy: policy.Manual(), Now: now, Logger: mtQuiet, IdentityKey: s.identity})
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	hc := c.HTTPClient()

@@ -258,6 +258,9 @@ func (e *sdkEnv) newClient(t *testing.T, cfg client.Config) (*client.Client, *ht
 	if cfg.Logger == nil {
 		cfg.Logger = sdkQuiet
 	}
+	if cfg.IdentityKey == nil && !cfg.InsecureTrustOnFirstUseWithoutTLS {
+		cfg.IdentityKey = e.m.IdentityPublicKey() // plain http: pin, no trust on first use
+	}
 	c, err := client.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })

@@ -157,7 +157,21 @@ func startServer(t *testing.T, o middleware.Options) *server {
 	mux.Handle("/api/", m.Handler(a))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	pinIdentity(t, srv.URL, m.IdentityPublicKey())
 	return &server{m: m, srv: srv, app: a, URL: srv.URL}
+}
+
+// identities maps a test server's base URL to its identity key, so that
+// newSDK pins it: the test servers speak plain http on loopback, where the
+// client refuses trust on first use (client.ErrFirstContactWithoutTLS).
+var identities sync.Map // base URL → ed25519.PublicKey
+
+// pinIdentity makes newSDK clients of base pin id (startServer does it for
+// its own URL; a test with a front server in between calls it for that).
+func pinIdentity(t *testing.T, base string, id ed25519.PublicKey) {
+	t.Helper()
+	identities.Store(base, id)
+	t.Cleanup(func() { identities.Delete(base) }) // runs before the server closes: its port is still taken
 }
 
 // ---------------------------------------------------------------------------
@@ -171,6 +185,11 @@ func newSDK(t *testing.T, base string, now func() time.Time, user string, tr htt
 	}
 	for _, f := range mods {
 		f(&cfg)
+	}
+	if cfg.IdentityKey == nil && !cfg.InsecureTrustOnFirstUseWithoutTLS {
+		id, ok := identities.Load(base)
+		require.True(t, ok, "no identity key to pin for %s (pinIdentity)", base)
+		cfg.IdentityKey = id.(ed25519.PublicKey)
 	}
 	c, err := client.New(cfg)
 	require.NoError(t, err)

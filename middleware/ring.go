@@ -344,10 +344,10 @@ func (r *keyRing) suites() map[string]crypto.Suite {
 
 // openMessage opens a message sealed to server key sk: through the suite's
 // own key ring if it keeps one (so the ring's lifecycle decides what opens),
-// else with the key itself.
+// with that one key only, else with the key itself.
 func (m *Middleware) openMessage(sk *serverKey, from crypto.PublicKey, info string, aad, ct []byte) ([]byte, []byte, error) {
 	if kr := m.ring.Load().keyRings[sk.suite.Name()]; kr != nil {
-		return kr.Open(from, []byte(info), aad, ct)
+		return kr.Open(sk.id, from, []byte(info), aad, ct)
 	}
 	return sk.suite.Open(sk.private, from, []byte(info), aad, ct)
 }

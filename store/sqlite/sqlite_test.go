@@ -203,3 +203,9 @@ func ExampleOpen() {
 	// 2 <nil>
 	// true
 }
+
+func TestIntegrity(t *testing.T) {
+	storetest.RunIntegrity(t, func(t *testing.T) store.Store {
+		return open(t, filepath.Join(t.TempDir(), "dynkey.db"))
+	})
+}

@@ -361,7 +361,9 @@ func (l *logRecorder) logger() *slog.Logger { return slog.New(&recordHandler{l})
 func (l *logRecorder) hasError(record string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return slices.ContainsFunc(l.errs, func(s string) bool { return strings.Contains(s, "record="+record+" ") || strings.HasSuffix(s, "record="+record) })
+	return slices.ContainsFunc(l.errs, func(s string) bool {
+		return strings.Contains(s, "record="+record+" ") || strings.HasSuffix(s, "record="+record)
+	})
 }
 
 func (l *logRecorder) String() string {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -328,5 +327,3 @@ func (m *Middleware) resealRing(rec *ringRecord) error {
 	}
 	return nil
 }
-
-var errRingGone = errors.New("dynkey/middleware: the key ring vanished from the store")

@@ -279,11 +279,22 @@ func TestRequireKeyRing(t *testing.T) {
 	m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(23), MaintainInterval: -1, Logger: log.logger()})
 	require.NoError(t, err)
 	m.Close()
-	require.Equal(t, 1, log.count(slog.LevelWarn, "created a new one"), "creating state is logged loudly")
+	require.Equal(t, 1, log.count(slog.LevelInfo, "created a new one"), "an in-process store starts empty by design: Info")
 	m, err = New(Options{Store: st, KeyEncryptionKey: mtKEK(23), RequireKeyRing: true, MaintainInterval: -1, Logger: log.logger()})
 	require.NoError(t, err)
 	m.Close()
-	require.Equal(t, 1, log.count(slog.LevelWarn, "created a new one"), "loading is not creating")
+	require.Equal(t, 1, log.count(slog.LevelInfo, "created a new one"), "loading is not creating")
+	// A durable store: Warn (TestStoreLossRecovers counts those).
+	path := filepath.Join(t.TempDir(), "dynkey.db")
+	sq, err := sqlite.Open(path)
+	require.NoError(t, err)
+	defer sq.Close()
+	_, err = New(Options{Store: sq, KeyEncryptionKey: mtKEK(23), RequireKeyRing: true, MaintainInterval: -1, Logger: mtQuiet})
+	require.ErrorIs(t, err, ErrNoKeyRing)
+	m, err = New(Options{Store: sq, KeyEncryptionKey: mtKEK(23), MaintainInterval: -1, Logger: log.logger()})
+	require.NoError(t, err)
+	m.Close()
+	require.Equal(t, 1, log.count(slog.LevelWarn, "created a new one"))
 }
 
 func TestConfiguredIdentityMustMatchTheStore(t *testing.T) {

@@ -6,11 +6,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/dynkey/dynkey/crypto"
 	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/store"
+	"github.com/dynkey/dynkey/store/memory"
 	"github.com/dynkey/dynkey/wire"
 )
 
@@ -62,8 +64,13 @@ func (m *Middleware) initRing(ctx context.Context) error {
 			return fmt.Errorf("dynkey/middleware: creating the key ring: %w", err)
 		} else if err == nil {
 			// State created, not loaded: right on a first start, wrong
-			// if the store lost its state. Say so loudly either way.
-			m.log.Warn("dynkey: the store held no key ring; created a new one (first start, or the store lost its state: every session is gone and clients log in again; set Options.RequireKeyRing to refuse this)",
+			// if a durable store lost its state. Say so loudly (an
+			// in-process store starts empty by design: Info).
+			level := slog.LevelWarn
+			if _, inProcess := m.o.Store.(*memory.Store); inProcess {
+				level = slog.LevelInfo
+			}
+			m.log.Log(ctx, level, "dynkey: the store held no key ring; created a new one (first start, or the store lost its state: every session is gone and clients log in again; set Options.RequireKeyRing to refuse this)",
 				"epoch", rec.Epoch, "identity_generated", generated, "suite", m.suite.Name())
 		}
 		// On conflict another instance created it first: load theirs.

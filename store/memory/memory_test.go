@@ -61,11 +61,3 @@ func Example() {
 	// 2 <nil>
 	// true
 }
-
-func TestIntegrity(t *testing.T) {
-	storetest.RunIntegrity(t, func(t *testing.T) store.Store {
-		s := memory.New()
-		t.Cleanup(func() { require.NoError(t, s.Close()) })
-		return s
-	})
-}

@@ -206,12 +206,6 @@ func ExampleOpen() {
 	// true
 }
 
-func TestIntegrity(t *testing.T) {
-	storetest.RunIntegrity(t, func(t *testing.T) store.Store {
-		return open(t, filepath.Join(t.TempDir(), "dynkey.db"))
-	})
-}
-
 // Scrub leaves no copy of an overwritten value in the database file, its
 // WAL or its -shm file, even while the store stays open.
 func TestScrub(t *testing.T) {

@@ -41,8 +41,8 @@ import (
 // also checks the listing and a key-encryption key rotation through the
 // store (middleware.RotateKEK).
 //
-// newStore returns a new, empty store. Every store calls RunIntegrity from
-// its tests, next to [Run].
+// newStore returns a new, empty store. [Run] calls RunIntegrity, so every
+// store that passes the conformance suite runs these tests too.
 func RunIntegrity(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("RingPrimaryReplaced", func(t *testing.T) {
 		e := newIntegrityEnv(t, newStore(t))

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynkey/dynkey/client"
+	_ "github.com/dynkey/dynkey/crypto/pq"
 	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/store"
 	"github.com/dynkey/dynkey/store/memory"
@@ -531,4 +532,59 @@ func mtSessionID(t *testing.T, key string) [16]byte {
 	var id [16]byte
 	copy(id[:], b)
 	return id
+}
+
+// RotateKEK re-seals the private keys of every kind of suite, including
+// those a suite encrypts itself (tink keysets).
+func TestRotateKEKEverySuite(t *testing.T) {
+	for _, suite := range []string{"ecies-x25519", "tink-hpke-x25519", "pq-xwing"} {
+		t.Run(suite, func(t *testing.T) {
+			ctx := context.Background()
+			st := memory.New()
+			m, err := New(Options{Suite: suite, Store: st, KeyEncryptionKey: mtKEK(30), MaintainInterval: -1, Logger: mtQuiet})
+			require.NoError(t, err)
+			defer m.Close()
+			require.NoError(t, m.Rotate(ctx)) // a decrypt-only key too
+			want := m.ring.Load().primary.id
+			require.NoError(t, m.RotateKEK(ctx, mtKEK(31)))
+
+			_, err = New(Options{Suite: suite, Store: st, KeyEncryptionKey: mtKEK(30), MaintainInterval: -1, Logger: mtQuiet})
+			require.ErrorIs(t, err, ErrRecordRefused)
+			m2, err := New(Options{Suite: suite, Store: st, KeyEncryptionKey: mtKEK(31), MaintainInterval: -1, Logger: mtQuiet})
+			require.NoError(t, err)
+			defer m2.Close()
+			require.Equal(t, want, m2.ring.Load().primary.id)
+			require.Len(t, m2.ring.Load().keys, 2)
+			for _, k := range m2.ring.Load().keys {
+				require.NotNil(t, k.private)
+			}
+		})
+	}
+}
+
+// The cost of authenticating a session record: encode with its MAC, and
+// decode with verification, as every request and every rotation does.
+func BenchmarkSessionRecord(b *testing.B) {
+	ks, err := newKEKSet(mtKEK(32), nil)
+	require.NoError(b, err)
+	sr := sessionRecord{Username: "alice", Suite: "ecies-x25519", ClientKey: bytes.Repeat([]byte{7}, 32),
+		KeyInstalled: 1, PrevKey: bytes.Repeat([]byte{8}, 32), PrevUntil: 2, PrevInstalled: 1, Expires: 3}
+	key := sessionPrefix + strings.Repeat("ab", 16)
+	v, err := ks.marshalRecord(key, &sr)
+	require.NoError(b, err)
+	b.Run("marshal", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ks.marshalRecord(key, &sr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unmarshal+verify", func(b *testing.B) {
+		for b.Loop() {
+			var got sessionRecord
+			if _, err := ks.unmarshalRecord(key, v, &got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -458,16 +458,17 @@ func (m *Middleware) keyFor(ctx context.Context, id wire.KeyID) (*serverKey, err
 	// ServerKeyGrace ago, and destroyed (maintenance not run here, or
 	// failing): read the ring again first. A younger snapshot is safe: a
 	// key retired after it was read is still inside its grace window.
-	if m.now().Sub(time.Unix(0, m.syncedAt.Load())) >= m.o.ServerKeyGrace {
-		if err := m.reload(ctx); err != nil {
-			m.log.Warn("dynkey: reloading a stale key ring", "err", err)
+	if m.ringError() != nil {
+		// The stored ring was refused: retry at most once a second (a
+		// refused ring is not decoded again on every request).
+		_ = m.reloadRateLimited(ctx)
+		if err := m.ringError(); err != nil {
 			return nil, err
 		}
 	}
-	if m.ringError() != nil {
-		// The stored ring was refused: retry at most once a second.
-		_ = m.reloadRateLimited(ctx)
-		if err := m.ringError(); err != nil {
+	if m.now().Sub(time.Unix(0, m.syncedAt.Load())) >= m.o.ServerKeyGrace {
+		if err := m.reload(ctx); err != nil {
+			m.log.Warn("dynkey: reloading a stale key ring", "err", err)
 			return nil, err
 		}
 	}

@@ -171,6 +171,58 @@ for (const suite of ["ecies-x25519", "ecies-p256"] as const) {
       }
     });
 
+    test("a refusal forged after the handler ran never runs it twice (every code, POST/PUT/DELETE)", async () => {
+      const codes = [
+        "bad-format", "not-encrypted", "too-large", "unsupported-suite", "server-key-unknown", "decrypt-failed",
+        "token-invalid", "token-expired", "client-key-unknown", "client-key-expired", "stale", "replay",
+        "rotation-refused", "login-failed", "login-throttled", "login-busy", "method-not-allowed", "unavailable",
+      ];
+      const status: Record<string, number> = { "not-encrypted": 415, "too-large": 413, "token-invalid": 401, "token-expired": 401,
+        "client-key-unknown": 401, "client-key-expired": 401, "login-failed": 401, "rotation-refused": 409, "login-throttled": 429,
+        "method-not-allowed": 405, "unavailable": 503, "login-busy": 503 };
+      let forge: string | undefined;
+      // A man in the middle: lets the request reach the server (the handler
+      // runs), then replaces the sealed answer with a forged problem, once.
+      const mitm: typeof fetch = async (input, init) => {
+        const resp = await fetch(input, init);
+        const sealed = resp.headers.get("content-type") === "application/dynkey";
+        if (forge && sealed && new URL(String(input)).pathname === "/api/echo") {
+          const code = forge;
+          forge = undefined;
+          const st = status[code] ?? 400;
+          return new Response(JSON.stringify({ type: `urn:dynkey:problem:${code}`, title: code, status: st, code }), {
+            status: st,
+            headers: { "content-type": "application/problem+json" },
+          });
+        }
+        return resp;
+      };
+      const { c } = client({ heartbeatIntervalMs: 0, fetch: mitm, policy: { maxMessages: 2 } });
+      try {
+        await c.login();
+        for (const method of ["POST", "PUT", "DELETE"]) {
+          for (const code of codes) {
+            const before = (await srv.calls())["/api/echo"] ?? 0;
+            forge = code;
+            let outcome: string;
+            try {
+              const r = await c.fetch("/api/echo", { method, body: `${method} ${code}` });
+              outcome = `response ${r.status}`;
+            } catch (e) {
+              assert.ok(e instanceof DynkeyError, String(e));
+              outcome = e.code;
+            }
+            const ran = ((await srv.calls())["/api/echo"] ?? 0) - before;
+            assert.equal(ran, 1, `${method} ${code}: handler ran ${ran} times (${outcome})`);
+            // The caller is told the truth: an error, never a response it did not get.
+            assert.ok(!outcome.startsWith("response"), `${method} ${code}: ${outcome}`);
+          }
+        }
+      } finally {
+        c.close();
+      }
+    });
+
     test("wrong password and wrong identity are typed errors", async () => {
       const { c } = client({ heartbeatIntervalMs: 0, password: "nope" });
       await assert.rejects(c.login(), (e: unknown) => e instanceof DynkeyError && e.code === "login-failed" && e.status === 401);

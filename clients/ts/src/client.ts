@@ -502,7 +502,9 @@ class Client implements DynkeyClient {
    */
   private async loginOnce(stale: Session | null): Promise<void> {
     while (this.loginP) {
-      await this.loginP.catch(() => {});
+      // Wait for the login in flight; if it failed (a wrong password, say),
+      // report that failure instead of trying again with the same password.
+      await this.loginP;
     }
     if (this.closed) throw new DynkeyError("closed", "dynkey: client closed");
     if (this.sess && this.sess !== stale) return;

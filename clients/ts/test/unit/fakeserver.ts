@@ -81,6 +81,9 @@ export class FakeServer {
     body: b.length ? b : utf8(`${m} ${p}`),
   });
   calls = 0;
+  logins = 0;
+  /** Answers a login instead of the server (e.g. a login-failed problem). */
+  loginHook?: () => Response | undefined;
 
   static async create(suiteName: "ecies-x25519" | "ecies-p256", identitySeed: Uint8Array, serverSeeds: Uint8Array[]): Promise<FakeServer> {
     const s = new FakeServer();
@@ -184,6 +187,9 @@ export class FakeServer {
     }
     let out: { status: number; contentType: string; body: Uint8Array };
     if (url.pathname === wire.PATH_LOGIN) {
+      this.logins++;
+      const hooked = this.loginHook?.();
+      if (hooked) return hooked;
       const id = toHex(await wire.keyId(this.suite.name, env.clientKey));
       this.clients.set(id, senderPub);
       const token = crypto.getRandomValues(new Uint8Array(32));

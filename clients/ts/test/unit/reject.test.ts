@@ -217,6 +217,23 @@ for (const v of vectors.vectors as Any[]) {
     }
   });
 
+  test(`${suiteName}: concurrent calls share one login, and one failed login fails them all`, async () => {
+    const { srv, client } = await setup();
+    srv.loginHook = () => srv.problem("login-failed", 401);
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => client.fetch("/api/echo", { method: "POST", body: "x" })));
+    for (const r of results) {
+      assert.equal(r.status, "rejected");
+      assert.ok((r as PromiseRejectedResult).reason instanceof DynkeyError && (r as PromiseRejectedResult).reason.code === "login-failed");
+    }
+    assert.equal(srv.logins, 1, "one password attempt for eight concurrent calls");
+    srv.loginHook = undefined;
+    const ok = await Promise.all(Array.from({ length: 8 }, (_, i) => client.fetch("/api/echo", { method: "POST", body: String(i) }).then((r) => r.text())));
+    assert.deepEqual(ok, ["0", "1", "2", "3", "4", "5", "6", "7"]);
+    assert.equal(srv.logins, 2);
+    assert.equal(client.stats().logins, 1);
+    client.close();
+  });
+
   test(`${suiteName}: a server offering another suite is refused (no downgrade)`, async () => {
     const other = suiteName === "ecies-x25519" ? "ecies-p256" : "ecies-x25519";
     const srv = await FakeServer.create(other, fromHex(v.identity.seed), [crypto.getRandomValues(new Uint8Array(32))]);

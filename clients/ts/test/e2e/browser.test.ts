@@ -37,11 +37,38 @@ const PAGE = `<!doctype html>
 </script>
 </head><body>dynkey</body></html>`;
 
+/** A module Web Worker that runs the client on its own. */
+const WORKER = `
+import { createClient } from "/dist/index.js";
+onmessage = async (ev) => {
+  const { url, identity, suite } = ev.data;
+  try {
+    const c = createClient({ baseURL: url, username: "alice", password: "alice-pw", identityKey: identity, suite, heartbeatIntervalMs: 0, policy: { maxMessages: 3 } });
+    const out = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await c.fetch("/api/echo", { method: i % 2 ? "POST" : "PUT", body: "w" + i });
+      out.push(await r.text());
+    }
+    await c.heartbeat();
+    const st = c.stats();
+    c.close();
+    postMessage({ ok: true, out, st, inWorker: typeof window === "undefined" });
+  } catch (e) {
+    postMessage({ ok: false, err: String(e) });
+  }
+};
+`;
+
 /** Serves the page, dist/ and node_modules/@hpke/ from the package directory. */
 function startPageServer(): Promise<{ origin: string; close: () => Promise<void> }> {
   const types: Record<string, string> = { ".js": "text/javascript", ".html": "text/html", ".map": "application/json" };
   const srv = http.createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://x").pathname;
+    if (path === "/worker.js") {
+      res.writeHead(200, { "content-type": "text/javascript" });
+      res.end(WORKER);
+      return;
+    }
     if (path === "/") {
       res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
       res.end(PAGE);
@@ -58,7 +85,12 @@ function startPageServer(): Promise<{ origin: string; close: () => Promise<void>
       return;
     }
     res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
-    res.end(readFileSync(file));
+    let body: string | Buffer = readFileSync(file);
+    if (extname(file) === ".js") {
+      // Module workers have no import maps: resolve the bare specifiers here.
+      body = body.toString("utf8").replace(/(from\s*|import\s*)"(@hpke\/[a-z0-9-]+)"/g, (_m, pre: string, spec: string) => `${pre}"/node_modules/${spec}/esm/mod.js"`);
+    }
+    res.end(body);
   });
   return new Promise((resolve) =>
     srv.listen(0, "127.0.0.1", () => {
@@ -106,7 +138,7 @@ describe("e2e browser (headless Chromium)", { skip: !haveBrowser && "no chromium
   });
 
   for (const suite of ["ecies-x25519", "ecies-p256"] as const) {
-    test(`${suite}: login, 100 requests, rotations of both sides, 204, recoveries, page and API on different origins`, async () => {
+    test(`${suite}: login, 100 requests, rotations of both sides, 204, recoveries, page and API on different origins, and in a Web Worker`, async () => {
       const srv = await startServer(["-suite", suite, "-cors-origin", pageSrv.origin]);
       servers.push(srv);
       assert.notEqual(new URL(srv.url).origin, pageSrv.origin);
@@ -221,6 +253,25 @@ describe("e2e browser (headless Chromium)", { skip: !haveBrowser && "no chromium
         .map((e: Any) => e.detail.replace(/^recovered from (\S+);.*$/, "$1"));
       assert.deepEqual(recovered, ["stale", "server-key-unknown", "stale", "client-key-expired", "stale", "token-expired"]);
       await page.evaluate(() => (window as Any).client.close());
+
+      // The same client in a module Web Worker.
+      const w = await page.evaluate(
+        ([url, identity, suite]: string[]) =>
+          new Promise((resolve) => {
+            const worker = new Worker("/worker.js", { type: "module" });
+            worker.onmessage = (ev) => {
+              resolve(ev.data);
+              worker.terminate();
+            };
+            worker.onerror = (ev) => resolve({ ok: false, err: ev.message });
+            worker.postMessage({ url, identity, suite });
+          }),
+        [srv.url, srv.identity, suite],
+      );
+      assert.equal(w.ok, true, w.err);
+      assert.equal(w.inWorker, true);
+      assert.deepEqual(w.out, Array.from({ length: 10 }, (_, i) => "w" + i));
+      assert.ok(w.st.clientRotations >= 2, `worker rotations ${w.st.clientRotations}`);
     });
   }
 });

@@ -14,6 +14,7 @@ import { parseIdentityKey, parseSignedDirectory, primaryKey, verifyDirectory, ty
 import { DynkeyError, type Problem } from "./errors.js";
 import { asObject, getBool, getSafeUint, getString, parseStrictJSONBytes } from "./json.js";
 import { decide, DEFAULT_POLICY, type ClientPolicy } from "./policy.js";
+import type { PersistedSession, SessionStore } from "./persist.js";
 import { getSuite, type Suite, type SuiteName, type X25519Impl } from "./suite.js";
 import { bodyTransport, type EnvelopeTransport } from "./transport.js";
 import {
@@ -73,10 +74,17 @@ export interface ClientOptions {
   onEvent?: (e: DynkeyEvent) => void;
   /** X25519 implementation for ecies-x25519: "auto" (WebCrypto if present, default), "webcrypto" or "js". */
   x25519?: X25519Impl;
+  /**
+   * Keeps the session (token, non-extractable client key, server key) across
+   * page loads, e.g. indexedDBSessionStore(). Default: none (a reload logs in
+   * again). See the README's security notes before enabling it.
+   */
+  sessionStore?: SessionStore;
 }
 
 export type EventKind =
   | "login"
+  | "session-restored"
   | "heartbeat"
   | "heartbeat-failed"
   | "client-key-rotated"
@@ -121,8 +129,8 @@ export interface DynkeyClient {
   heartbeat(): Promise<void>;
   /** Rotates the client key on the next heartbeat or idempotent request. */
   rotateNow(): void;
-  /** Stops heartbeats and forgets the session and its keys; later calls fail with code "closed". */
-  close(): void;
+  /** Stops heartbeats and forgets the session and its keys; later calls fail with code "closed". With forgetStored, also clears the sessionStore. */
+  close(opts?: { forgetStored?: boolean }): void;
   stats(): ClientStats;
   state(): ClientState;
 }
@@ -136,6 +144,7 @@ interface KeyEntry {
 
 interface ServerState {
   identity: Uint8Array;
+  pub: Uint8Array;
   epoch: bigint;
   keyId: Uint8Array;
   keyIdHex: string;
@@ -226,6 +235,7 @@ class Client implements DynkeyClient {
   private loginP?: Promise<void>;
   private dirP?: Promise<void>;
   private timer?: ReturnType<typeof setTimeout>;
+  private restoreP?: Promise<void>;
   private readonly counters: ClientStats = { requests: 0, logins: 0, clientRotations: 0, serverKeyChanges: 0, recoveries: 0, heartbeatFailures: 0 };
 
   constructor(private readonly opts: ClientOptions) {
@@ -286,7 +296,8 @@ class Client implements DynkeyClient {
     this.forceRot = true;
   }
 
-  close(): void {
+  close(opts?: { forgetStored?: boolean }): void {
+    if (opts?.forgetStored) this.opts.sessionStore?.clear().catch(() => {});
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
@@ -489,9 +500,72 @@ class Client implements DynkeyClient {
       return false;
     }
     const changed = this.srv !== undefined;
-    this.srv = { identity: trusted, epoch: d.epoch, keyId: fromHex(pk.id), keyIdHex: pk.id, key };
-    if (changed) this.counters.serverKeyChanges++;
+    this.srv = { identity: trusted, pub: pk.public, epoch: d.epoch, keyId: fromHex(pk.id), keyIdHex: pk.id, key };
+    if (changed) {
+      this.counters.serverKeyChanges++;
+      this.persist();
+    }
     return changed;
+  }
+
+  // ---- persistence -----------------------------------------------------------
+
+  /** Saves the session to the sessionStore, if any (in the background). */
+  private persist(): void {
+    const st = this.opts.sessionStore;
+    const srv = this.srv;
+    const sess = this.sess;
+    if (!st || !srv || !sess || this.closed) return;
+    // Only WebCrypto keys: they are stored by structured clone and stay
+    // non-extractable. The pure-JS X25519 fallback's key bytes are never written.
+    if (typeof CryptoKey === "undefined" || !(sess.key.pair.privateKey instanceof CryptoKey)) return;
+    const p: PersistedSession = {
+      v: 1,
+      baseURL: this.base.href,
+      username: this.opts.username,
+      suite: this.suiteName,
+      identity: srv.identity,
+      epoch: srv.epoch.toString(),
+      serverPublic: srv.pub,
+      token: sess.token,
+      keyPair: sess.key.pair,
+      keyPub: sess.key.pub,
+      installedAt: sess.installedAt,
+    };
+    st.save(p).catch(() => {});
+  }
+
+  /**
+   * Restores a stored session once. It is used only if it matches this
+   * client (baseURL, username, suite, pinned identity); the time base comes
+   * from a freshly fetched directory, verified against the stored identity
+   * and never older than the stored epoch. If the token has expired since,
+   * the first request recovers by logging in, as for any expired token.
+   */
+  private async restore(): Promise<void> {
+    let p: PersistedSession | undefined;
+    try {
+      p = await this.opts.sessionStore!.load();
+    } catch {
+      return;
+    }
+    if (!p || p.v !== 1 || p.baseURL !== this.base.href || p.username !== this.opts.username || p.suite !== this.suiteName) return;
+    if (this.pinned && !bytesEqual(this.pinned, p.identity)) return;
+    if (this.sess || this.srv || this.closed) return;
+    const suite = await this.suiteP;
+    try {
+      const id = await keyId(suite.name, p.serverPublic);
+      this.srv = { identity: p.identity, pub: p.serverPublic, epoch: BigInt(p.epoch), keyId: id, keyIdHex: toHex(id), key: await suite.parsePublicKey(p.serverPublic) };
+      await this.fetchDirectory();
+      const kid = await keyId(suite.name, p.keyPub);
+      this.sess = { token: p.token, key: { pair: p.keyPair, pub: p.keyPub, id: kid, idHex: toHex(kid) }, installedAt: p.installedAt, messages: 0, bytes: 0, inFlight: new Map() };
+    } catch {
+      // unusable (another identity, broken record, offline): start afresh
+      this.srv = undefined;
+      this.sess = undefined;
+      return;
+    }
+    this.emit("session-restored", `session restored; client key ${this.sess.key.idHex}`);
   }
 
   // ---- login ---------------------------------------------------------------
@@ -560,6 +634,7 @@ class Client implements DynkeyClient {
     this.setServerTime(sTime, res.at);
     this.sess = { token, key, installedAt: sTime, messages: 0, bytes: 0, inFlight: new Map() };
     this.counters.logins++;
+    this.persist();
     this.emit("login", `logged in as ${this.opts.username}; client key ${key.idHex}`);
     this.prepareNextKey();
   }
@@ -738,6 +813,7 @@ class Client implements DynkeyClient {
     }
     if (rotatedTo) {
       this.counters.clientRotations++;
+      this.persist();
       this.emit("client-key-rotated", `client key rotated to ${rotatedTo.idHex}`);
       this.prepareNextKey();
     }
@@ -767,6 +843,7 @@ class Client implements DynkeyClient {
    */
   private async do(req: OutgoingRequest): Promise<Result> {
     if (this.closed) throw new DynkeyError("closed", "dynkey: client closed");
+    if (!this.sess && this.opts.sessionStore) await (this.restoreP ??= this.restore());
     if (!this.sess) await this.loginOnce(null);
     let { res, sess } = await this.send(req, mayCarryRotation(req));
     const recovered: string[] = [];

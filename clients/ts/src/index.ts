@@ -3,6 +3,8 @@
 export { createClient } from "./client.js";
 export type { ClientOptions, ClientState, ClientStats, DynkeyClient, DynkeyEvent, EventKind } from "./client.js";
 export { DynkeyError } from "./errors.js";
+export { indexedDBSessionStore } from "./persist.js";
+export type { PersistedSession, SessionStore } from "./persist.js";
 export type { ClientCode, Problem, ProblemCode } from "./errors.js";
 export type { ClientPolicy, PolicyFacts, PolicyFunction, PolicyLimits } from "./policy.js";
 export type { SuiteName, X25519Impl } from "./suite.js";

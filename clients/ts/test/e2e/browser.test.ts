@@ -137,6 +137,57 @@ describe("e2e browser (headless Chromium)", { skip: !haveBrowser && "no chromium
     for (const s of servers) await s.stop();
   });
 
+  test("a session kept in IndexedDB survives a page reload without a new login", async () => {
+    const srv = await startServer(["-suite", "ecies-x25519", "-cors-origin", pageSrv.origin]);
+    servers.push(srv);
+    const make = `(url, identity) => window.dynkey.createClient({ baseURL: url, username: "alice", password: "alice-pw", identityKey: identity,
+      heartbeatIntervalMs: 0, sessionStore: window.dynkey.indexedDBSessionStore("reload-test"), onEvent: (e) => window.events.push(e) })`;
+    const first = await page.evaluate(
+      async ([url, identity, make]: string[]) => {
+        const w = window as Any;
+        await w.dynkey.indexedDBSessionStore("reload-test").clear();
+        w.client = (0, eval)(make)(url, identity);
+        const r = await w.client.fetch("/api/echo", { method: "POST", body: "before reload" });
+        const text = await r.text();
+        const want = w.client.state().clientKeyId;
+        // Wait until the background save landed.
+        for (let i = 0; i < 100; i++) {
+          const rec = await w.dynkey.indexedDBSessionStore("reload-test").load();
+          if (rec && rec.keyPair) return { text, state: w.client.state(), stats: w.client.stats(), extractable: rec.keyPair.privateKey.extractable, hasPassword: JSON.stringify(Object.keys(rec)).includes("password") };
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        throw new Error("session not saved: " + want);
+      },
+      [srv.url, srv.identity, make],
+    );
+    assert.equal(first.text, "before reload");
+    assert.equal(first.stats.logins, 1);
+    assert.equal(first.extractable, false, "stored private key stays non-extractable");
+    assert.equal(first.hasPassword, false);
+
+    await page.reload();
+    await page.waitForFunction(() => (window as Any).ready === true, null, { timeout: 30_000 });
+    const before = (await srv.calls())["/api/echo"] ?? 0;
+    const second = await page.evaluate(
+      async ([url, identity, make]: string[]) => {
+        const w = window as Any;
+        w.client = (0, eval)(make)(url, identity);
+        const r = await w.client.fetch("/api/echo", { method: "POST", body: "after reload" });
+        const out = { text: await r.text(), state: w.client.state(), stats: w.client.stats(), kinds: w.events.map((e: Any) => e.kind) };
+        w.client.close({ forgetStored: true });
+        for (let i = 0; i < 100 && (await w.dynkey.indexedDBSessionStore("reload-test").load()); i++) await new Promise((r) => setTimeout(r, 20));
+        return { ...out, cleared: (await w.dynkey.indexedDBSessionStore("reload-test").load()) === undefined };
+      },
+      [srv.url, srv.identity, make],
+    );
+    assert.equal(second.text, "after reload");
+    assert.equal(second.stats.logins, 0, "no new login after the reload");
+    assert.ok(second.kinds.includes("session-restored"));
+    assert.equal(second.state.clientKeyId, first.state.clientKeyId);
+    assert.equal(((await srv.calls())["/api/echo"] ?? 0) - before, 1);
+    assert.equal(second.cleared, true);
+  });
+
   for (const suite of ["ecies-x25519", "ecies-p256"] as const) {
     test(`${suite}: login, 100 requests, rotations of both sides, 204, recoveries, page and API on different origins, and in a Web Worker`, async () => {
       const srv = await startServer(["-suite", suite, "-cors-origin", pageSrv.origin]);

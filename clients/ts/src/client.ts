@@ -855,8 +855,10 @@ class Client implements DynkeyClient {
       try {
         retry = await this.recover(prob, sess, res);
       } catch (e) {
-        if (e instanceof DynkeyError && e.code === "closed") throw e;
-        // The recovery failed: report the original refusal.
+        // A recovery the server refused (a new login that failed, say) is
+        // what the caller must act on; any other failure reports the
+        // original refusal.
+        if (e instanceof DynkeyError && (e.code === "closed" || e.problem !== undefined)) throw e;
         break;
       }
       if (!retry) break;

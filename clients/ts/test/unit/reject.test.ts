@@ -234,6 +234,18 @@ for (const v of vectors.vectors as Any[]) {
     client.close();
   });
 
+  test(`${suiteName}: a re-login refused during recovery is reported, not the expired token`, async () => {
+    const { srv, client } = await setup();
+    await client.login();
+    srv.tokens.clear(); // every token now refused (token-invalid)
+    srv.loginHook = () => srv.problem("login-failed", 401);
+    await rejects(client.fetch("/api/echo", { method: "POST", body: "x" }), "login-failed");
+    srv.loginHook = undefined;
+    const r = await client.fetch("/api/echo", { method: "POST", body: "y" });
+    assert.equal(await r.text(), "y");
+    client.close();
+  });
+
   test(`${suiteName}: a server offering another suite is refused (no downgrade)`, async () => {
     const other = suiteName === "ecies-x25519" ? "ecies-p256" : "ecies-x25519";
     const srv = await FakeServer.create(other, fromHex(v.identity.seed), [crypto.getRandomValues(new Uint8Array(32))]);

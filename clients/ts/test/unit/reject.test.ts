@@ -246,6 +246,52 @@ for (const v of vectors.vectors as Any[]) {
     client.close();
   });
 
+  test(`${suiteName}: a rotation whose response was lost: the new key is tried first, kept if it landed, dropped if not`, async () => {
+    const srv = await FakeServer.create(suiteName, fromHex(v.identity.seed), [fromHex(v.keys.server.seed)]);
+    let lose: "response" | "request" | undefined;
+    const net: typeof fetch = async (input, init) => {
+      if (lose === "request") {
+        lose = undefined;
+        throw new TypeError("network down");
+      }
+      const r = await srv.fetch(input, init);
+      if (lose === "response") {
+        lose = undefined;
+        throw new TypeError("connection reset");
+      }
+      return r;
+    };
+    const client = createClient({ baseURL: BASE, username: "alice", password: "pw", identityKey: v.identity.public_key, suite: suiteName, fetch: net, heartbeatIntervalMs: 0 });
+    await client.login();
+    await client.fetch("/api/x", { method: "POST", body: "warm" }); // the next key is ready
+    const k0 = client.state().clientKeyId;
+    // It landed, the answer was lost.
+    client.rotateNow();
+    lose = "response";
+    await rejects(client.fetch("/api/x", { method: "PUT", body: "a" }), "network");
+    assert.equal(client.state().clientKeyId, k0);
+    assert.equal(await (await client.fetch("/api/x", { method: "POST", body: "b" })).text(), "b");
+    const k1 = client.state().clientKeyId;
+    assert.notEqual(k1, k0, "the pending key is confirmed");
+    assert.equal(client.stats().clientRotations, 1);
+    // It never reached the server.
+    await client.fetch("/api/x", { method: "POST", body: "warm" });
+    client.rotateNow();
+    lose = "request";
+    await rejects(client.fetch("/api/x", { method: "PUT", body: "c" }), "network");
+    assert.equal(await (await client.fetch("/api/x", { method: "POST", body: "d" })).text(), "d");
+    assert.equal(client.state().clientKeyId, k1, "back to the key the server knows");
+    assert.equal(client.stats().clientRotations, 1);
+    assert.equal(client.stats().recoveries, 1);
+    // And it can still rotate afterwards.
+    await client.fetch("/api/x", { method: "POST", body: "warm" });
+    client.rotateNow();
+    await client.fetch("/api/x", { method: "PUT", body: "e" });
+    assert.notEqual(client.state().clientKeyId, k1);
+    assert.equal(client.stats().clientRotations, 2);
+    client.close();
+  });
+
   test(`${suiteName}: a server offering another suite is refused (no downgrade)`, async () => {
     const other = suiteName === "ecies-x25519" ? "ecies-p256" : "ecies-x25519";
     const srv = await FakeServer.create(other, fromHex(v.identity.seed), [crypto.getRandomValues(new Uint8Array(32))]);

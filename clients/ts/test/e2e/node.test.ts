@@ -223,6 +223,21 @@ for (const suite of ["ecies-x25519", "ecies-p256"] as const) {
       }
     });
 
+    if (suite === "ecies-x25519") {
+      test("the pure-JS X25519 fallback (@hpke/dhkem-x25519) interoperates too", async () => {
+        const { c } = client({ heartbeatIntervalMs: 0, x25519: "js", policy: { maxMessages: 2 } });
+        try {
+          for (let i = 0; i < 6; i++) {
+            const r = await c.fetch("/api/echo", { method: "PUT", body: `js ${i}` });
+            assert.equal(await r.text(), `js ${i}`);
+          }
+          assert.ok(c.stats().clientRotations >= 2);
+        } finally {
+          c.close();
+        }
+      });
+    }
+
     test("wrong password and wrong identity are typed errors", async () => {
       const { c } = client({ heartbeatIntervalMs: 0, password: "nope" });
       await assert.rejects(c.login(), (e: unknown) => e instanceof DynkeyError && e.code === "login-failed" && e.status === 401);

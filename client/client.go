@@ -17,18 +17,27 @@
 // itself from a stale server key, an expired token or a stale clock (each at
 // most once per request). It never uses the local wall clock for the protocol: times
 // are the server's s_time plus elapsed time on the monotonic clock.
+//
+// # Safety against a man in the middle
+//
+// Refusals (problem+json) are not authenticated, so the client only acts on
+// them in ways an attacker on the path could force anyway, and a retry
+// always carries the refused request's message id: a refusal forged after
+// the handler ran makes the retry a replay, never a second run. Rotations
+// of the client key ride only on heartbeats and GET, PUT, DELETE and
+// OPTIONS requests. HEAD is refused ([ErrUnsupportedMethod]): its response
+// has no body to authenticate. Without a pinned [Config.IdentityKey] the
+// first key directory must come over https ([ErrFirstContactWithoutTLS]).
 package client
 
 import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -57,11 +66,26 @@ type Config struct {
 	// "ecies-x25519".
 	Suite string
 
-	// IdentityKey pins the server's directory-signing key. If nil, the
-	// client trusts the identity key of the first directory it fetches (use
-	// TLS for that fetch) and requires every later directory to be signed
-	// by it.
+	// IdentityKey pins the server's directory-signing key (the server
+	// prints it: middleware.Middleware.IdentityPublicKey). If nil, the
+	// client trusts the identity key of the first directory it fetches
+	// (trust on first use) and requires every later directory to be signed
+	// by it; that first fetch must then be protected by TLS, so New refuses
+	// a BaseURL that is not https:// unless
+	// InsecureTrustOnFirstUseWithoutTLS is set. Default nil.
 	IdentityKey ed25519.PublicKey
+
+	// InsecureTrustOnFirstUseWithoutTLS lets a client with no IdentityKey
+	// take the server's identity from the first key directory it fetches
+	// over a BaseURL that is not https://. That directory is then
+	// unauthenticated: anyone on the path (a Wi-Fi hotspot, a proxy, a
+	// DNS spoofer) can answer with a directory of their own, and the client
+	// seals its username and password — and every later request — to the
+	// attacker's key, and keeps trusting the attacker from then on. Set it
+	// only on a network you control (tests, a loopback demo); otherwise pin
+	// IdentityKey or use https. Ignored when IdentityKey is set. Default
+	// false.
+	InsecureTrustOnFirstUseWithoutTLS bool
 
 	// Policy decides when the client rotates its key.
 	// Default policy.OffsetGrowth(1h) (claim 5).
@@ -125,6 +149,14 @@ var (
 
 	// ErrClosed is returned by requests after Close.
 	ErrClosed = errors.New("dynkey/client: closed")
+
+	// ErrFirstContactWithoutTLS is returned by New for a BaseURL that is
+	// not https:// when no IdentityKey is pinned: the client would take
+	// the server's identity from a key directory anyone on the path could
+	// replace, and seal the password to them. Pin Config.IdentityKey, use
+	// https, or (tests and loopback only) set
+	// Config.InsecureTrustOnFirstUseWithoutTLS.
+	ErrFirstContactWithoutTLS = errors.New("dynkey/client: no IdentityKey pinned and BaseURL is not https (trust on first use needs TLS)")
 )
 
 // serverState is what the client trusts about the server.
@@ -179,7 +211,8 @@ type Client struct {
 	rotating bool      // a rotation is in flight
 	forceRot bool      // the server asked for a rotation
 	nextKey  crypto.PrivateKey
-	genning  bool
+	genning  bool          // the next key is being generated
+	keyReady chan struct{} // closed when that generation ends (nil when none)
 	lastDir  time.Time
 	stats    Stats
 	closed   bool
@@ -212,6 +245,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.IdentityKey != nil && len(cfg.IdentityKey) != ed25519.PublicKeySize {
 		return nil, errors.New("dynkey/client: IdentityKey is not an Ed25519 public key")
+	}
+	if cfg.IdentityKey == nil && !strings.EqualFold(u.Scheme, "https") && !cfg.InsecureTrustOnFirstUseWithoutTLS {
+		return nil, fmt.Errorf("%w: BaseURL %q", ErrFirstContactWithoutTLS, cfg.BaseURL)
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = policy.OffsetGrowth(time.Hour)
@@ -291,8 +327,9 @@ func (c *Client) ClientKeyID() (wire.KeyID, bool) {
 }
 
 // RotateNow makes the client rotate its key on its next heartbeat or
-// idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) once the next key is
-// ready; rotations never ride on a POST or PATCH (see docs/PROTOCOL.md §9).
+// request that may carry a rotation (GET, PUT, DELETE, OPTIONS); that
+// request waits for the next key if it is not generated yet. Rotations
+// never ride on a POST or PATCH (see docs/PROTOCOL.md §5).
 func (c *Client) RotateNow() {
 	c.mu.Lock()
 	c.forceRot = true
@@ -303,242 +340,4 @@ func (c *Client) emit(kind, detail string) {
 	if c.cfg.OnEvent != nil {
 		c.cfg.OnEvent(Event{Kind: kind, Detail: detail})
 	}
-}
-
-// serverNow is the client's estimate of the server clock, in ms, and the
-// parts it is made of. Caller holds c.mu.
-func (c *Client) serverNowLocked() (sTime, elapsed uint64) {
-	e := c.cfg.Now().Sub(c.sTimeAt) // monotonic when Now is time.Now
-	if e < 0 {
-		e = 0
-	}
-	return c.sTime, uint64(e.Milliseconds())
-}
-
-func (c *Client) setServerTimeLocked(ms int64, at time.Time) {
-	if ms > 0 {
-		c.sTime, c.sTimeAt = uint64(ms), at
-	}
-}
-
-func (c *Client) endpoint(path string) string {
-	u := *c.base
-	u.Path = strings.TrimSuffix(u.Path, "/") + path
-	u.RawQuery = ""
-	return u.String()
-}
-
-// fetchDirectory gets and verifies the key directory.
-func (c *Client) fetchDirectory(ctx context.Context) error {
-	// Ask for our suite's directory: a server that switched suites still
-	// serves the previous one to its existing sessions, and one that does
-	// not offer ours at all refuses (we never take another suite).
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint(wire.PathKeys)+"?suite="+url.QueryEscape(c.suite.Name()), nil)
-	if err != nil {
-		return err
-	}
-	at := c.cfg.Now()
-	resp, err := c.next.RoundTrip(req)
-	if err != nil {
-		return fmt.Errorf("dynkey/client: fetching the key directory: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		if p, ok := wire.ParseProblem(b); ok {
-			return fmt.Errorf("dynkey/client: key directory for suite %s: %w", c.suite.Name(), p)
-		}
-		return fmt.Errorf("dynkey/client: key directory: HTTP %d", resp.StatusCode)
-	}
-	var sd wire.SignedDirectory
-	if err := json.Unmarshal(b, &sd); err != nil {
-		return fmt.Errorf("dynkey/client: key directory: %w", err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lastDir = at
-	_, err = c.acceptDirectoryLocked(&sd, at, true)
-	return err
-}
-
-// acceptDirectoryLocked verifies a signed directory against the trusted
-// identity and adopts its primary key if it is newer. firstUse allows
-// trusting the identity key on first use when none is pinned. It reports
-// whether the server key changed.
-func (c *Client) acceptDirectoryLocked(sd *wire.SignedDirectory, at time.Time, firstUse bool) (bool, error) {
-	var trusted ed25519.PublicKey
-	switch {
-	case c.srv != nil:
-		trusted = c.srv.identity
-	case c.cfg.IdentityKey != nil:
-		trusted = c.cfg.IdentityKey
-	case firstUse:
-		trusted = ed25519.PublicKey(sd.Identity) // trust on first use (over TLS)
-	}
-	d, err := sd.Verify(trusted)
-	if err != nil {
-		return false, err
-	}
-	if d.Suite != c.suite.Name() {
-		return false, fmt.Errorf("dynkey/client: server offers suite %q, client accepts %q", d.Suite, c.suite.Name())
-	}
-	if c.srv != nil && d.Epoch < c.srv.epoch {
-		return false, nil // never move back to an older key set
-	}
-	c.setServerTimeLocked(d.STime, at)
-	pk, _ := d.Primary()
-	id, _ := wire.ParseKeyID(pk.ID)
-	if c.srv != nil && c.srv.keyID == id {
-		c.srv.epoch = d.Epoch
-		return false, nil
-	}
-	key, err := c.suite.ParsePublicKey(pk.Public)
-	if err != nil {
-		return false, fmt.Errorf("dynkey/client: server key: %w", err)
-	}
-	changed := c.srv != nil
-	c.srv = &serverState{identity: trusted, epoch: d.Epoch, keyID: id, key: key}
-	if changed {
-		c.stats.ServerKeyChanges++
-	}
-	return changed, nil
-}
-
-// Login logs in now (requests log in by themselves when needed).
-func (c *Client) Login(ctx context.Context) error {
-	c.mu.Lock()
-	old := c.sess
-	c.mu.Unlock()
-	return c.login(ctx, old)
-}
-
-// login logs in unless another goroutine already replaced the session
-// `stale` (so concurrent requests that all saw an expired token log in once).
-func (c *Client) login(ctx context.Context, stale *session) error {
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	if c.sess != stale && c.sess != nil {
-		c.mu.Unlock()
-		return nil
-	}
-	needDir := c.srv == nil
-	c.mu.Unlock()
-	if needDir {
-		if err := c.fetchDirectory(ctx); err != nil {
-			return err
-		}
-	}
-	key := c.takeNextKey()
-	if key == nil {
-		var err error
-		if key, err = c.suite.GenerateKey(c.cfg.Rand); err != nil {
-			return err
-		}
-	}
-	body, _ := json.Marshal(wire.LoginRequest{Username: c.cfg.Username, Password: c.cfg.Password})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint(wire.PathLogin), nil)
-	if err != nil {
-		return err
-	}
-	pub := key.Public().Bytes()
-	resp, err := c.exchange(req, "application/json", body, &sealParams{typ: wire.TypeLogin, key: key, clientKey: pub})
-	if err != nil {
-		return err
-	}
-	if p, ok := resp.problem(); ok {
-		if p.Code == wire.CodeServerKeyUnknown || p.Code == wire.CodeStale {
-			// Our directory is old: refetch it once and retry.
-			if err := c.recoverFrom(ctx, p); err != nil {
-				return err
-			}
-			resp, err = c.exchange(req, "application/json", body, &sealParams{typ: wire.TypeLogin, key: key, clientKey: pub})
-			if err != nil {
-				return err
-			}
-			if p, ok := resp.problem(); ok {
-				return p
-			}
-		} else {
-			return p
-		}
-	}
-	var lr wire.LoginResponse
-	if err := json.Unmarshal(resp.body, &lr); err != nil {
-		return fmt.Errorf("dynkey/client: login response: %w", err)
-	}
-	c.mu.Lock()
-	if lr.Directory != nil {
-		if _, err := c.acceptDirectoryLocked(lr.Directory, resp.at, false); err != nil {
-			c.mu.Unlock()
-			return err
-		}
-	}
-	c.setServerTimeLocked(lr.STime, resp.at)
-	c.sess = &session{token: lr.Token, key: key, keyID: wire.ComputeKeyID(c.suite.Name(), pub), installedAt: uint64(lr.STime)}
-	c.stats.Logins++
-	c.mu.Unlock()
-	c.emit(EventLogin, "logged in as "+c.cfg.Username+"; client key "+wire.ComputeKeyID(c.suite.Name(), pub).String())
-	c.prepareNextKey()
-	return nil
-}
-
-// takeNextKey returns the key generated ahead of time, if any.
-func (c *Client) takeNextKey() crypto.PrivateKey {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := c.nextKey
-	c.nextKey = nil
-	return k
-}
-
-// prepareNextKey generates the next client key in the background, so a
-// rotation never waits for key generation (slow for RSA).
-func (c *Client) prepareNextKey() {
-	c.mu.Lock()
-	if c.nextKey != nil || c.genning || c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.genning = true
-	c.mu.Unlock()
-	go func() {
-		k, err := c.suite.GenerateKey(c.cfg.Rand)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.genning = false
-		if err != nil {
-			c.cfg.Logger.Warn("dynkey: generating the next client key", "err", err)
-			return
-		}
-		if !c.closed {
-			c.nextKey = k
-		}
-	}()
-}
-
-func mediaType(ct string) string {
-	mt, _, _ := mime.ParseMediaType(ct)
-	return mt
-}
-
-var _ http.RoundTripper = (*Client)(nil)
-
-// readAllLimited reads at most limit bytes, failing past it.
-func readAllLimited(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("dynkey/client: body larger than %d bytes", limit)
-	}
-	return b, nil
 }

@@ -63,7 +63,10 @@ func ExampleNew() {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	c, err := client.New(client.Config{BaseURL: srv.URL, Username: "alice", Password: "correct horse battery staple"})
+	// Pin the server's identity key (over https, trusting it on first use
+	// is the alternative).
+	c, err := client.New(client.Config{BaseURL: srv.URL, Username: "alice", Password: "correct horse battery staple",
+		IdentityKey: m.IdentityPublicKey()})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func newEnv(t *testing.T, routes func(r *gin.Engine, e *env)) *env {
 	e.srv = httptest.NewServer(r)
 	t.Cleanup(e.srv.Close)
 	e.c, err = client.New(client.Config{BaseURL: e.srv.URL, Username: "alice", Password: "pw", HeartbeatInterval: -1,
-		Transport: recorder{e}})
+		Transport: recorder{e}, IdentityKey: m.IdentityPublicKey()})
 	require.NoError(t, err)
 	t.Cleanup(func() { e.c.Close() })
 	e.hc = e.c.HTTPClient()

@@ -44,7 +44,8 @@ func BenchmarkRoundTrip(b *testing.B) {
 				_, _ = io.Copy(w, r.Body)
 			})))
 			c, err := client.New(client.Config{BaseURL: "http://dynkey.test", Username: "alice", Password: testUsers["alice"],
-				Suite: suite, HeartbeatInterval: -1, Transport: handlerTransport{mux}, Logger: quietLog})
+				Suite: suite, HeartbeatInterval: -1, Transport: handlerTransport{mux}, Logger: quietLog,
+				IdentityKey: m.IdentityPublicKey()})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -11,7 +11,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -157,7 +159,21 @@ func startServer(t *testing.T, o middleware.Options) *server {
 	mux.Handle("/api/", m.Handler(a))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	pinIdentity(t, srv.URL, m.IdentityPublicKey())
 	return &server{m: m, srv: srv, app: a, URL: srv.URL}
+}
+
+// identities maps a test server's base URL to its identity key, so that
+// newSDK pins it: the test servers speak plain http on loopback, where the
+// client refuses trust on first use (client.ErrFirstContactWithoutTLS).
+var identities sync.Map // base URL → ed25519.PublicKey
+
+// pinIdentity makes newSDK clients of base pin id (startServer does it for
+// its own URL; a test with a front server in between calls it for that).
+func pinIdentity(t *testing.T, base string, id ed25519.PublicKey) {
+	t.Helper()
+	identities.Store(base, id)
+	t.Cleanup(func() { identities.Delete(base) }) // runs before the server closes: its port is still taken
 }
 
 // ---------------------------------------------------------------------------
@@ -171,6 +187,11 @@ func newSDK(t *testing.T, base string, now func() time.Time, user string, tr htt
 	}
 	for _, f := range mods {
 		f(&cfg)
+	}
+	if cfg.IdentityKey == nil && !cfg.InsecureTrustOnFirstUseWithoutTLS {
+		id, ok := identities.Load(base)
+		require.True(t, ok, "no identity key to pin for %s (pinIdentity)", base)
+		cfg.IdentityKey = id.(ed25519.PublicKey)
 	}
 	c, err := client.New(cfg)
 	require.NoError(t, err)
@@ -713,10 +734,15 @@ func (r ringDump) primaries() []string {
 // unsealAtRest opens a secret sealed under the key-encryption key.
 func unsealAtRest(t *testing.T, kek []byte, purpose, id string, sealed []byte) []byte {
 	t.Helper()
-	a, err := chacha20poly1305.NewX(kek)
+	// docs/PROTOCOL.md §10: the seal key is HKDF-SHA256(KEK, "dynkey/v2 kek
+	// seal"); a sealed secret is KEK id (8) | nonce (24) | ciphertext.
+	sk, err := hkdf.Key(sha256.New, kek, nil, "dynkey/v2 kek seal", chacha20poly1305.KeySize)
 	require.NoError(t, err)
-	require.Greater(t, len(sealed), a.NonceSize())
-	pt, err := a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], []byte("dynkey/v1 sealed "+purpose+"\x00"+id))
+	a, err := chacha20poly1305.NewX(sk)
+	require.NoError(t, err)
+	require.Greater(t, len(sealed), 8+a.NonceSize())
+	sealed = sealed[8:]
+	pt, err := a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], []byte("dynkey/v2 sealed "+purpose+"\x00"+id))
 	require.NoError(t, err)
 	return pt
 }

@@ -381,10 +381,8 @@ func TestHole3_Replay(t *testing.T) {
 // checks that produce these refusals, docs/PROTOCOL.md §11), so the server
 // refuses the retry as a replay.
 //
-// Residual, not covered: a forged "rotation-refused" on the one request
-// that carries a client key rotation is still retried with a new id (the
-// server records the id before it refuses a rotation, so reusing it would
-// fail the genuine case).
+// Every code and method, rotation-refused and client-key-expired included,
+// through a real proxy: TestMITMForgedRefusalNeverRunsAHandlerTwice.
 //
 // Defense exercised: client do/send (the retry's sealParams.messageID is
 // the refused request's id). Verified: this test failed against the

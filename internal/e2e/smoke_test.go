@@ -33,7 +33,8 @@ func TestSmoke(t *testing.T) {
 	})))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	c, err := client.New(client.Config{BaseURL: srv.URL, Username: "alice", Password: "pw", HeartbeatInterval: -1})
+	c, err := client.New(client.Config{BaseURL: srv.URL, Username: "alice", Password: "pw", HeartbeatInterval: -1,
+		IdentityKey: m.IdentityPublicKey()})
 	require.NoError(t, err)
 	defer c.Close()
 	hc := c.HTTPClient()

@@ -105,6 +105,7 @@ func TestChangingTheSuite(t *testing.T) {
 
 	v1 := startServer(t, baseOptions(t, clk, st)) // ecies-x25519
 	front.Store(v1.srv.Config.Handler)
+	pinIdentity(t, lb.URL, v1.m.IdentityPublicKey())  // one store, one identity
 	alice := newSDK(t, lb.URL, clk.Now, "alice", nil) // x25519, the default
 	mustCall(t, alice.HTTPClient(), http.MethodPost, url, "before the switch")
 

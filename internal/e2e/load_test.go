@@ -15,6 +15,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -230,7 +231,7 @@ func runLoad(t *testing.T, stores []store.Store, size loadSize) {
 		go func() {
 			defer wg.Done()
 			for i := range sessions {
-				runSession(ctx, srv.URL, tr, clientPolicy, i, size, &res)
+				runSession(ctx, srv.URL, m.IdentityPublicKey(), tr, clientPolicy, i, size, &res)
 			}
 		}()
 	}
@@ -280,10 +281,13 @@ func loadUser(i int) string { return "load-user-" + strconv.Itoa(i) }
 // runSession logs one client in and sends size.requests requests from
 // size.perSession goroutines at once, mixing methods (the SDK rotates only
 // on heartbeats and idempotent requests), checking every answer.
-func runSession(ctx context.Context, base string, tr http.RoundTripper, p policy.Policy, i int, size loadSize, res *loadResult) {
+func runSession(ctx context.Context, base string, identity ed25519.PublicKey, tr http.RoundTripper, p policy.Policy, i int, size loadSize, res *loadResult) {
 	user := loadUser(i)
 	c, err := client.New(client.Config{
 		BaseURL: base, Username: user, Password: user + "-pw",
+		// Plain HTTP on loopback: the identity is pinned, as over any
+		// transport without TLS.
+		IdentityKey:       identity,
 		Policy:            p,
 		HeartbeatInterval: time.Second,
 		Transport:         tr,

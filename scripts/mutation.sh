@@ -35,7 +35,8 @@ for p in "${pkgs[@]}"; do
   case "$p" in
     # The root package only: its subpackages are run on their own.
     crypto) excl=(-E 'ecies/' -E 'rsa/' -E 'pq/' -E 'tink/' -E 'internal/' -E 'backendtest/') ;;
-    # ring.go is covered with middleware/ (its key lifecycle).
+    # ring.go (the key ring the middleware drives) is left out for now:
+    # it is being changed with the middleware (docs/SECURITY.md).
     crypto/tink) excl=(-E 'ring.go') ;;
   esac
   name=$(echo "$p" | tr / _)

@@ -3,7 +3,9 @@ package crypto_test
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dynkey/dynkey/crypto"
@@ -60,10 +62,15 @@ type namedSuite struct {
 
 func (s namedSuite) Name() string { return s.name }
 
+// registrations numbers the test's suites: the registry is global and
+// outlives a run, so -count=N registers a new name each time.
+var registrations atomic.Int64
+
 func TestRegisterLookup(t *testing.T) {
-	s := namedSuite{name: "crypto-test-registry"}
+	name := "crypto-test-registry-" + strconv.FormatInt(registrations.Add(1), 10)
+	s := namedSuite{name: name}
 	crypto.Register(s)
-	got, err := crypto.Lookup("crypto-test-registry")
+	got, err := crypto.Lookup(name)
 	if err != nil || got.Name() != s.name {
 		t.Fatalf("Lookup = %v, %v", got, err)
 	}
@@ -75,7 +82,7 @@ func TestRegisterLookup(t *testing.T) {
 		t.Fatalf("Lookup(unknown) = %v; want ErrUnknownSuite listing the known names", err)
 	}
 	for _, tt := range []struct{ name, suite string }{
-		{"duplicate", "crypto-test-registry"},
+		{"duplicate", name},
 		{"invalid name", "Crypto Test"},
 		{"empty name", ""},
 	} {
@@ -89,7 +96,7 @@ func TestRegisterLookup(t *testing.T) {
 		})
 	}
 	// The failed registrations left the first one in place.
-	if got, err := crypto.Lookup("crypto-test-registry"); err != nil || got != crypto.Suite(s) {
+	if got, err := crypto.Lookup(name); err != nil || got != crypto.Suite(s) {
 		t.Fatalf("after failed registrations, Lookup = %v, %v", got, err)
 	}
 }

@@ -2,8 +2,14 @@ package wire_test
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/dynkey/dynkey/wire"
@@ -97,6 +103,85 @@ func TestContentTypeBounds(t *testing.T) {
 			}
 			if _, err := wire.SealResponse(bytes.NewReader(make([]byte, 32)), testSecret, testMsgID, 200, ct, nil); (err == nil) != ok {
 				t.Errorf("SealResponse: %v", err)
+			}
+		})
+	}
+}
+
+// TestAppendInnerPartialRotation: the encoder refuses every incomplete
+// rotation, including the two the other AppendInner tests leave out.
+func TestAppendInnerPartialRotation(t *testing.T) {
+	tests := []struct {
+		name string
+		in   wire.Inner
+	}{
+		{"offset and proof, no key", wire.Inner{HasOffset: true, Proof: []byte("p")}},
+		{"key and proof, no offset", wire.Inner{NewClientKey: []byte("k"), Proof: []byte("p")}},
+		{"key and offset, no proof", wire.Inner{NewClientKey: []byte("k"), HasOffset: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if b, err := wire.AppendInner(nil, &tt.in); !errors.Is(err, wire.ErrFormat) {
+				t.Fatalf("AppendInner = %x, %v; want ErrFormat", b, err)
+			}
+		})
+	}
+}
+
+// sealRawResponse seals a response plaintext as docs/PROTOCOL.md §6 says,
+// without SealResponse's checks, so that a server that sends a bad content
+// type can be imitated.
+func sealRawResponse(t *testing.T, status int, plaintext []byte) []byte {
+	t.Helper()
+	env := []byte{'D', 'K', wire.Version, wire.TypeResponse, 0, 32}
+	nonce := bytes.Repeat([]byte{0x4e}, 32)
+	env = append(env, nonce...)
+	okm, err := hkdf.Key(sha256.New, testSecret, nonce, "dynkey/v1 response", 44)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := aes.NewCipher(okm[:32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aad := binary.BigEndian.AppendUint16(bytes.Clone(env), uint16(status))
+	aad = append(aad, testMsgID[:]...)
+	return gcm.Seal(env, okm[32:], plaintext, aad)
+}
+
+// TestOpenResponseContentType: an authentic response whose sealed content
+// type is too long, or carries a control character (a header injection
+// once the client sets it on its http.Response), is refused; each
+// condition alone is enough.
+func TestOpenResponseContentType(t *testing.T) {
+	lp := func(ct string) []byte { return append(binary.BigEndian.AppendUint16(nil, uint16(len(ct))), ct...) }
+	tests := []struct {
+		name string
+		ct   string
+		ok   bool
+	}{
+		{"json", "application/json", true},
+		{"1024 bytes", strings.Repeat("a", 1024), true},
+		{"1025 bytes", strings.Repeat("a", 1025), false},
+		{"CRLF, short", "text/plain\r\nSet-Cookie: x=1", false},
+		{"NUL, short", "text/plain\x00", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := sealRawResponse(t, 200, append(lp(tt.ct), "body"...))
+			ct, body, err := wire.OpenResponse(testSecret, testMsgID, 200, env)
+			if tt.ok {
+				if err != nil || ct != tt.ct || string(body) != "body" {
+					t.Fatalf("OpenResponse = %q, %q, %v", ct, body, err)
+				}
+				return
+			}
+			if !errors.Is(err, wire.ErrFormat) || ct != "" || body != nil {
+				t.Fatalf("OpenResponse = %q, %q, %v; want ErrFormat", ct, body, err)
 			}
 		})
 	}

@@ -184,3 +184,60 @@ func TestLowSBoundary(t *testing.T) {
 		t.Fatalf("normalizeLowS(n/2+1) = %x, want n/2", got[32:])
 	}
 }
+
+// TestTypedNilKeys: a nil *publicKey or *privateKey inside a non-nil
+// interface is refused with ErrWrongSuite by every entry point, never
+// dereferenced.
+func TestTypedNilKeys(t *testing.T) {
+	s := hpkeX25519Suite
+	k := mustKey(t, s)
+	var nilPub crypto.PublicKey = (*publicKey)(nil)
+	var nilPriv crypto.PrivateKey = (*privateKey)(nil)
+	kek := &paddingKEK{}
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Seal to nil", func() error { _, _, err := s.Seal(nil, nilPub, k, nil, nil, nil); return err }},
+		{"Seal from nil", func() error { _, _, err := s.Seal(nil, k.Public(), nilPriv, nil, nil, nil); return err }},
+		{"Open to nil", func() error { _, _, err := s.Open(nilPriv, k.Public(), nil, nil, nil); return err }},
+		{"Open from nil", func() error { _, _, err := s.Open(k, nilPub, nil, nil, nil); return err }},
+		{"MarshalPrivateKeyEncrypted", func() error { _, err := MarshalPrivateKeyEncrypted(nilPriv, kek); return err }},
+		{"suite MarshalPrivateKeyEncrypted", func() error { _, err := s.MarshalPrivateKeyEncrypted(nilPriv, kek); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, crypto.ErrWrongSuite) {
+				t.Fatalf("err = %v, want ErrWrongSuite", err)
+			}
+		})
+	}
+}
+
+// TestEncryptedKeyEmptyFields: an encrypted private key with any of its four
+// fields empty is malformed (not, say, of another suite).
+func TestEncryptedKeyEmptyFields(t *testing.T) {
+	s := hpkeX25519Suite
+	k := mustKey(t, s)
+	kek := &paddingKEK{}
+	b, err := s.MarshalPrivateKeyEncrypted(k, kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f [4][]byte
+	rest := b
+	for i := range f {
+		f[i], rest, _ = cutLP16(rest)
+	}
+	for i := range f {
+		g := f
+		g[i] = nil
+		var enc []byte
+		for _, x := range g {
+			enc = appendLP16(enc, x)
+		}
+		if _, err := s.ParsePrivateKeyEncrypted(enc, kek); !errors.Is(err, crypto.ErrMalformedKey) {
+			t.Errorf("field %d empty: %v, want ErrMalformedKey", i, err)
+		}
+	}
+}

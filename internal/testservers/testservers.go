@@ -334,7 +334,8 @@ func (r *Redis) Start() error {
 	}
 	return r.p.waitReady(func() error {
 		reply, err := redisCommand(r.Addr, "PING")
-		if err == nil && reply != "+PONG" {
+		// NOAUTH: up, and protected by a password (--requirepass).
+		if err == nil && reply != "+PONG" && !strings.HasPrefix(reply, "-NOAUTH") {
 			err = fmt.Errorf("PING: %q", reply)
 		}
 		return err

@@ -158,6 +158,9 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 // unconnected client and the key prefix (empty if the URL names none). Its
 // errors never contain the URL's password.
 func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
+	// A cluster URL's host list is no valid URL host (url.Parse takes
+	// "a:1,b" for a host with port "1,b"): take it out, parse the rest.
+	rawURL, hostList := cutHosts(rawURL)
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		var ue *url.Error
@@ -191,7 +194,7 @@ func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 		if strings.Trim(u.Path, "/") != "" {
 			return nil, "", bad("a cluster URL has no database number")
 		}
-		hosts := strings.Split(u.Host, ",")
+		hosts := strings.Split(hostList, ",")
 		for i, h := range hosts {
 			if hosts[i], err = clusterAddr(h); err != nil {
 				return nil, "", bad("%v", err)
@@ -211,6 +214,29 @@ func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 		return goredis.NewClusterClient(o), prefix, nil
 	}
 	return nil, "", bad("unknown scheme %q, want one of %s", u.Scheme, strings.Join(Schemes, ", "))
+}
+
+// clusterHost stands for a cluster URL's host list while the URL is parsed.
+const clusterHost = "cluster.invalid"
+
+// cutHosts replaces the host list of a redis+cluster:// or
+// rediss+cluster:// URL with clusterHost and returns it; other URLs are
+// returned as they are.
+func cutHosts(rawURL string) (string, string) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok || !strings.HasSuffix(strings.ToLower(scheme), "+cluster") {
+		return rawURL, ""
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	userinfo, hosts := "", authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, hosts = authority[:i+1], authority[i+1:]
+	}
+	return scheme + "://" + userinfo + clusterHost + tail, hosts
 }
 
 // clusterAddr checks one address of a cluster URL, "host[:port]", and adds

@@ -119,4 +119,3 @@ func BenchmarkSizing(b *testing.B) {
 		})
 	}
 }
-

@@ -110,4 +110,3 @@ func usedMemory(b *testing.B, addr string) int64 {
 	}
 	return v
 }
-

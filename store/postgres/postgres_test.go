@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
@@ -53,6 +54,37 @@ func TestConformance(t *testing.T) {
 	t.Run("Sweep", func(t *testing.T) { testSweep(t, url) })
 	t.Run("IndexedStatements", func(t *testing.T) { testIndexedStatements(t, url) })
 	t.Run("ConcurrentOpen", func(t *testing.T) { testConcurrentOpen(t, url) })
+	t.Run("CancelWhileBlocked", func(t *testing.T) { testCancelWhileBlocked(t, url) })
+}
+
+// testCancelWhileBlocked checks that cancelling the context of a call that
+// waits for a row lock ends the call with an error wrapping
+// context.Canceled, without waiting for the lock, and writes nothing.
+func testCancelWhileBlocked(t *testing.T, url string) {
+	schema := freshSchema()
+	s := open(t, url, schema)
+	_, err := s.CompareAndSwap(t.Context(), "k", 0, []byte("v"), time.Time{})
+	require.NoError(t, err)
+
+	tx, err := postgres.Pool(s).Begin(t.Context())
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background())
+	var n int
+	require.NoError(t, tx.QueryRow(t.Context(), `SELECT count(*) FROM (SELECT 1 FROM `+pgx.Identifier{schema, "dynkey_kv"}.Sanitize()+` FOR UPDATE) AS locked`).Scan(&n))
+	require.Equal(t, 1, n)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = s.CompareAndSwap(ctx, "k", 1, []byte("w"), time.Time{})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.NoError(t, tx.Rollback(t.Context()))
+
+	e, err := s.Get(t.Context(), "k")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), e.Version)
+	require.Equal(t, "v", string(e.Value))
 }
 
 // testSweep checks that Sweep deletes expired rows, and only those.

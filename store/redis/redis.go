@@ -155,8 +155,10 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 }
 
 // ParseURL parses a URL of one of the forms [Open] accepts and returns an
-// unconnected client and the key prefix (empty if the URL names none). Its
-// errors never contain the URL's password.
+// unconnected client and the key prefix (empty if the URL names none). The
+// client honours the deadlines of the contexts it is given
+// (ContextTimeoutEnabled), so a request with a deadline does not wait for a
+// stalled server past it. Its errors never contain the URL's password.
 func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 	// A cluster URL's host list is no valid URL host (url.Parse takes
 	// "a:1,b" for a host with port "1,b"): take it out, parse the rest.
@@ -189,6 +191,7 @@ func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 		if err != nil {
 			return nil, "", bad("%v", err)
 		}
+		o.ContextTimeoutEnabled = true
 		return goredis.NewClient(o), prefix, nil
 	case "redis+cluster", "rediss+cluster":
 		if strings.Trim(u.Path, "/") != "" {
@@ -211,6 +214,7 @@ func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 		if err != nil {
 			return nil, "", bad("%v", err)
 		}
+		o.ContextTimeoutEnabled = true
 		return goredis.NewClusterClient(o), prefix, nil
 	}
 	return nil, "", bad("unknown scheme %q, want one of %s", u.Scheme, strings.Join(Schemes, ", "))

@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strings"
@@ -221,4 +222,27 @@ func TestParseURL(t *testing.T) {
 			require.Equal(t, tt.db, sc.Options().DB)
 		})
 	}
+}
+
+// TestDeadlineWhileStalled checks that a context deadline is honoured while
+// the server does not answer (CLIENT PAUSE for 2 s): the call returns an error
+// wrapping context.DeadlineExceeded soon after the deadline, not after the
+// pause.
+func TestDeadlineWhileStalled(t *testing.T) {
+	url := testservers.RedisURL(t)
+	s := open(t, url, freshPrefix())
+	c, _, err := redis.ParseURL(url)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = s.CompareAndSwap(t.Context(), "k", 0, []byte("v"), time.Time{})
+	require.NoError(t, err)
+
+	require.NoError(t, c.Do(t.Context(), "CLIENT", "PAUSE", "2000", "ALL").Err())
+	
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = s.Get(ctx, "k")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 1500*time.Millisecond, "the call waited for the pause to end")
 }

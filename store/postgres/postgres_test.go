@@ -25,7 +25,8 @@ func freshSchema() string {
 	return "test_" + hex.EncodeToString(b)
 }
 
-// open opens the store at url in schema, closed when t ends.
+// open opens the store at url in schema, closed when t ends; the schema
+// is dropped then, for servers the tests do not own ($DYNKEY_POSTGRES_URL).
 func open(t *testing.T, url, schema string) *postgres.Store {
 	t.Helper()
 	sep := "?"
@@ -34,7 +35,13 @@ func open(t *testing.T, url, schema string) *postgres.Store {
 	}
 	s, err := postgres.Open(t.Context(), url+sep+"schema="+schema)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	t.Cleanup(func() {
+		_, err := postgres.Pool(s).Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		if err != nil {
+			t.Logf("dropping the test's schema: %v", err)
+		}
+		require.NoError(t, s.Close())
+	})
 	return s
 }
 

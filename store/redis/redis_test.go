@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,18 +24,44 @@ func freshPrefix() string {
 	return "test-" + hex.EncodeToString(b) + ":"
 }
 
-// open opens the store at url under prefix, closed when t ends.
+// open opens the store at url under prefix, closed when t ends; the keys
+// under prefix are deleted then, for servers the tests do not own
+// ($DYNKEY_REDIS_URL).
 func open(t *testing.T, url, prefix string) *redis.Store {
 	t.Helper()
-	if strings.Contains(url, "?") {
-		url += "&prefix=" + prefix
-	} else {
-		url += "?prefix=" + prefix
-	}
-	s, err := redis.Open(t.Context(), url)
+	c, _, err := redis.ParseURL(url)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	require.NoError(t, c.Ping(t.Context()).Err())
+	s := redis.New(c, redis.Options{Prefix: prefix, CloseClient: true})
+	t.Cleanup(func() {
+		deletePrefix(t, c, prefix)
+		require.NoError(t, s.Close())
+	})
 	return s
+}
+
+// deletePrefix deletes the keys under prefix, on every master of a cluster.
+func deletePrefix(t *testing.T, c goredis.UniversalClient, prefix string) {
+	ctx := context.Background()
+	del := func(ctx context.Context, c *goredis.Client) error {
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if err := c.Del(ctx, iter.Val()).Err(); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
+	}
+	var err error
+	switch c := c.(type) {
+	case *goredis.ClusterClient:
+		err = c.ForEachMaster(ctx, del)
+	case *goredis.Client:
+		err = del(ctx, c)
+	}
+	if err != nil {
+		t.Logf("deleting the test's keys: %v", err)
+	}
 }
 
 func conformance(t *testing.T, url string) {
@@ -238,7 +263,7 @@ func TestDeadlineWhileStalled(t *testing.T) {
 	require.NoError(t, err)
 
 	require.NoError(t, c.Do(t.Context(), "CLIENT", "PAUSE", "2000", "ALL").Err())
-	
+
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()

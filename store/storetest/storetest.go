@@ -31,6 +31,9 @@
 // processes, or two instances of a server): a swap or a seen id written
 // through one is seen through the other, and races between handles still
 // have exactly one winner.
+//
+// [Bench] measures a store's operations (latency, and round trips to its
+// server when the store can count them).
 package storetest
 
 import (

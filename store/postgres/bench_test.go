@@ -95,7 +95,7 @@ func BenchmarkSizing(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			schema := freshSchema()
-			s, err := postgres.Open(b.Context(), url+"&schema="+schema)
+			s, err := postgres.Open(b.Context(), withParam(url, "schema="+schema))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -29,11 +29,7 @@ func freshSchema() string {
 // is dropped then, for servers the tests do not own ($DYNKEY_POSTGRES_URL).
 func open(t *testing.T, url, schema string) *postgres.Store {
 	t.Helper()
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	s, err := postgres.Open(t.Context(), url+sep+"schema="+schema)
+	s, err := postgres.Open(t.Context(), withParam(url, "schema="+schema))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_, err := postgres.Pool(s).Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
@@ -43,6 +39,14 @@ func open(t *testing.T, url, schema string) *postgres.Store {
 		require.NoError(t, s.Close())
 	})
 	return s
+}
+
+// withParam adds a query parameter to url.
+func withParam(url, param string) string {
+	if strings.Contains(url, "?") {
+		return url + "&" + param
+	}
+	return url + "?" + param
 }
 
 // TestConformance runs the suite against a PostgreSQL server, and checks
@@ -56,6 +60,12 @@ func TestConformance(t *testing.T) {
 		storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
 			schema := freshSchema()
 			return open(t, url, schema), open(t, url, schema)
+		})
+	})
+	// As behind PgBouncer in transaction mode: no prepared statements.
+	t.Run("RunSimpleProtocol", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) store.Store {
+			return open(t, withParam(url, "default_query_exec_mode=simple_protocol"), freshSchema())
 		})
 	})
 	t.Run("Sweep", func(t *testing.T) { testSweep(t, url) })
@@ -174,7 +184,7 @@ func testConcurrentOpen(t *testing.T, url string) {
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() {
-			s, err := postgres.Open(t.Context(), url+"&schema="+schema)
+			s, err := postgres.Open(t.Context(), withParam(url, "schema="+schema))
 			if err == nil {
 				err = s.Close()
 			}

@@ -370,12 +370,37 @@ func redisCommand(addr, command string) (string, error) {
 	return strings.TrimRight(line, "\r\n"), err
 }
 
+// Info returns the server's INFO section (e.g. "replication"), as text.
+func (r *Redis) Info(section string) (string, error) {
+	return redisBulk(r.Addr, "INFO "+section)
+}
+
+// infoField returns the value of "name:value" in an INFO text.
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// Role returns "master" or "slave" (a replica), from INFO replication.
+func (r *Redis) Role() (string, error) {
+	info, err := r.Info("replication")
+	if err != nil {
+		return "", err
+	}
+	return infoField(info, "role"), nil
+}
+
 // RedisCluster is a Redis Cluster of redis-server processes on loopback.
 type RedisCluster struct {
 	// Nodes are the servers: the first Masters were made masters by
 	// redis-cli --cluster create, the others their replicas.
-	Nodes   []*Redis
-	Masters int
+	Nodes    []*Redis
+	Masters  int
+	Replicas int // per master
 }
 
 // StartRedisCluster starts masters+masters*replicas redis-server nodes in
@@ -389,11 +414,12 @@ func StartRedisCluster(masters, replicas int) (*RedisCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &RedisCluster{Masters: masters}
+	c := &RedisCluster{Masters: masters, Replicas: replicas}
 	for range masters * (1 + replicas) {
 		n, err := startRedis(10000, []string{
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "2000",
+			"--repl-diskless-sync-delay", "0", // replicas in sync at once, not after 5 s
 		})
 		if err != nil {
 			c.Close()
@@ -431,6 +457,50 @@ func (c *RedisCluster) WaitOK() error {
 			}
 			if !strings.Contains(info, "cluster_state:ok") {
 				return errors.New("cluster_state is not ok")
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WaitReplicated waits until every running master has Replicas replicas
+// connected and they have received all of its writes so far (their offsets
+// equal the master's), so that a test can kill a master without losing
+// acknowledged writes. Call it before killing nodes: a promoted replica has
+// fewer replicas than that.
+func (c *RedisCluster) WaitReplicated() error {
+	for _, n := range c.Nodes {
+		if n.p.exited() {
+			continue
+		}
+		err := n.p.waitReady(func() error {
+			info, err := n.Info("replication")
+			if err != nil {
+				return err
+			}
+			if infoField(info, "role") != "master" {
+				return nil
+			}
+			offset := infoField(info, "master_repl_offset")
+			replicas, _ := strconv.Atoi(infoField(info, "connected_slaves"))
+			if replicas < c.Replicas {
+				return fmt.Errorf("%d replicas connected, want %d", replicas, c.Replicas)
+			}
+			for i := range replicas {
+				// slave0:ip=127.0.0.1,port=…,state=online,offset=123,lag=0
+				fields := strings.Split(infoField(info, "slave"+strconv.Itoa(i)), ",")
+				for _, f := range fields {
+					if v, ok := strings.CutPrefix(f, "state="); ok && v != "online" {
+						return fmt.Errorf("replica %d is %s", i, v)
+					}
+					if v, ok := strings.CutPrefix(f, "offset="); ok && v != offset {
+						return fmt.Errorf("replica %d at offset %s, master at %s", i, v, offset)
+					}
+				}
 			}
 			return nil
 		})

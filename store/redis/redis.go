@@ -278,7 +278,24 @@ func addrOf(c goredis.UniversalClient) string {
 func (s *Store) kvKey(key string) string  { return s.prefix + "kv:" + key }
 func (s *Store) seenKey(id string) string { return s.prefix + "seen:" + id }
 func (s *Store) fail(op string, err error) error {
+	s.reloadOnNetworkError(err)
 	return fmt.Errorf("dynkey/store/redis: %s on %s: %w", op, s.addr, err)
+}
+
+// reloadOnNetworkError asks a cluster client to reload the cluster's
+// topology after a network error: a master that died is replaced by a
+// replica, and go-redis would otherwise keep dialling the dead one until
+// its periodic reload (every minute). The reload runs in the background, at
+// most one at a time.
+func (s *Store) reloadOnNetworkError(err error) {
+	cc, ok := s.c.(*goredis.ClusterClient)
+	if !ok || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	if _, isReply := errors.AsType[goredis.Error](err); isReply {
+		return // the server answered
+	}
+	cc.ReloadState(context.Background())
 }
 
 // Get implements [store.Store]: one GET.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"testing"
 	"time"
 
@@ -270,4 +271,82 @@ func TestDeadlineWhileStalled(t *testing.T) {
 	_, err = s.Get(ctx, "k")
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Less(t, time.Since(start), 1500*time.Millisecond, "the call waited for the pause to end")
+}
+
+// TestClusterFailover kills a master of a Redis Cluster with one replica
+// per master, once its writes have reached its replica: the store fails
+// while the cluster fails over, then works again with nothing lost —
+// every entry keeps its value and version, and every seen id stays seen.
+func TestClusterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a failover takes a few seconds")
+	}
+	c, err := testservers.StartRedisCluster(3, 1)
+	if err != nil {
+		testservers.Unavailable(t, "no Redis Cluster: %v", err)
+	}
+	defer c.Close()
+	ctx := t.Context()
+	s := open(t, c.URL(), freshPrefix())
+	const n = 60
+	exp := time.Now().Add(time.Hour)
+	for i := range n {
+		k := "k" + strconv.Itoa(i)
+		_, err := s.CompareAndSwap(ctx, k, 0, []byte("v1"), exp)
+		require.NoError(t, err)
+		_, err = s.CompareAndSwap(ctx, k, 1, []byte("v2"), exp)
+		require.NoError(t, err)
+		first, err := s.MarkSeen(ctx, k, exp)
+		require.NoError(t, err)
+		require.True(t, first)
+	}
+	require.NoError(t, c.WaitReplicated())
+
+	var victim *testservers.Redis
+	for _, node := range c.Nodes {
+		if role, err := node.Role(); err == nil && role == "master" {
+			victim = node
+			break
+		}
+	}
+	require.NotNil(t, victim, "no master")
+	require.NoError(t, victim.Kill())
+
+	// Some keys live on the dead master: wait until they are served again.
+	var lastErr error
+	ok := assertEventually(20*time.Second, func() bool {
+		for i := range n {
+			if _, lastErr = s.Get(ctx, "k"+strconv.Itoa(i)); lastErr != nil {
+				return false
+			}
+		}
+		return true
+	})
+	require.True(t, ok, "the cluster did not fail over: %v", lastErr)
+
+	for i := range n {
+		k := "k" + strconv.Itoa(i)
+		e, err := s.Get(ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, uint64(2), e.Version, k)
+		require.Equal(t, "v2", string(e.Value), k)
+		first, err := s.MarkSeen(ctx, k, exp)
+		require.NoError(t, err)
+		require.False(t, first, "seen id %s forgotten in the failover", k)
+		_, err = s.CompareAndSwap(ctx, k, 2, []byte("v3"), exp)
+		require.NoError(t, err)
+	}
+}
+
+// assertEventually polls cond every 100 ms until it holds or timeout
+// passes, and reports whether it held.
+func assertEventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
 }

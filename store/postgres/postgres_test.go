@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +255,60 @@ func TestParseURL(t *testing.T) {
 			require.Equal(t, tt.database, cfg.ConnConfig.Database)
 			require.Equal(t, tt.schema, schema)
 		})
+	}
+}
+
+// TestRestart kills a PostgreSQL server with its durable defaults
+// (SIGKILL to the postmaster) and starts it again: while it is down the
+// store returns errors naming its address, and once it is back the same
+// store works with every acknowledged write intact.
+func TestRestart(t *testing.T) {
+	p, err := testservers.StartPostgres(testservers.PostgresOptions{Durable: true})
+	if err != nil {
+		testservers.Unavailable(t, "no PostgreSQL: %v", err)
+	}
+	defer p.Close()
+	ctx := t.Context()
+	s, err := postgres.Open(ctx, p.URL())
+	require.NoError(t, err)
+	defer s.Close()
+	exp := time.Now().Add(time.Hour)
+	const n = 50
+	for i := range n {
+		k := "k" + strconv.Itoa(i)
+		_, err := s.CompareAndSwap(ctx, k, 0, []byte(k), exp)
+		require.NoError(t, err)
+		_, err = s.MarkSeen(ctx, k, exp)
+		require.NoError(t, err)
+	}
+
+	require.NoError(t, p.Kill())
+	_, err = s.Get(ctx, "k0")
+	require.Error(t, err)
+	require.NotErrorIs(t, err, store.ErrNotFound)
+	require.ErrorContains(t, err, p.Addr)
+
+	// The killed postmaster's backends exit once they notice; until then
+	// the new server refuses to start on the same data directory.
+	deadline := time.Now().Add(20 * time.Second)
+	for err = p.Start(); err != nil && time.Now().Before(deadline); err = p.Start() {
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.NoError(t, err)
+	for i := range n {
+		k := "k" + strconv.Itoa(i)
+		var e store.Entry
+		// The pool drops its dead connections as it meets them.
+		for attempt := 0; attempt < 20; attempt++ {
+			if e, err = s.Get(ctx, k); err == nil {
+				break
+			}
+		}
+		require.NoError(t, err)
+		require.Equal(t, uint64(1), e.Version)
+		require.Equal(t, k, string(e.Value))
+		first, err := s.MarkSeen(ctx, k, exp)
+		require.NoError(t, err)
+		require.False(t, first, "seen id %s lost in the restart", k)
 	}
 }

@@ -350,3 +350,46 @@ func assertEventually(timeout time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// TestRestart kills a standalone Redis running with appendonly yes and
+// appendfsync always, and starts it again: while it is down the store
+// returns errors naming its address, and once it is back the same store
+// works with every acknowledged write intact.
+func TestRestart(t *testing.T) {
+	r, err := testservers.StartRedis("--appendonly", "yes", "--appendfsync", "always")
+	if err != nil {
+		testservers.Unavailable(t, "no Redis: %v", err)
+	}
+	defer r.Close()
+	ctx := t.Context()
+	s := open(t, r.URL()+"?max_retries=-1", freshPrefix())
+	exp := time.Now().Add(time.Hour)
+	const n = 50
+	for i := range n {
+		k := "k" + strconv.Itoa(i)
+		_, err := s.CompareAndSwap(ctx, k, 0, []byte(k), exp)
+		require.NoError(t, err)
+		_, err = s.MarkSeen(ctx, k, exp)
+		require.NoError(t, err)
+	}
+
+	require.NoError(t, r.Kill())
+	_, err = s.Get(ctx, "k0")
+	require.Error(t, err)
+	require.NotErrorIs(t, err, store.ErrNotFound)
+	require.ErrorContains(t, err, r.Addr)
+	_, err = s.MarkSeen(ctx, "new", exp)
+	require.Error(t, err)
+
+	require.NoError(t, r.Start())
+	for i := range n {
+		k := "k" + strconv.Itoa(i)
+		e, err := s.Get(ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, uint64(1), e.Version)
+		require.Equal(t, k, string(e.Value))
+		first, err := s.MarkSeen(ctx, k, exp)
+		require.NoError(t, err)
+		require.False(t, first, "seen id %s lost in the restart", k)
+	}
+}

@@ -30,6 +30,16 @@
 // [Options.SweepInterval], in batches found through the expires index —
 // never a full scan, and never on a request's path.
 //
+// # Cancellation
+//
+// A call whose context is already done fails at once and sends nothing. A
+// call whose context ends while the server runs its statement returns an
+// error wrapping the context's error; a store from [Open] also asks the
+// server to cancel the statement (pgx's CancelRequestContextWatcherHandler),
+// so one still waiting for a row lock is not applied — but as with any
+// request to a server, a statement may have committed just before the
+// cancellation arrived: the outcome of such a call is unknown.
+//
 // # Durability
 //
 // A write is acknowledged once PostgreSQL committed it: with the default
@@ -50,6 +60,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dynkey/dynkey/store"
@@ -235,13 +247,20 @@ func ParseURL(rawURL string) (*pgxpool.Config, string, error) {
 	u.RawQuery = q.Encode()
 	cfg, err := pgxpool.ParseConfig(u.String())
 	if err != nil {
-		// pgx's parse errors redact the password themselves, but say so
-		// without quoting the URL at all.
+		// pgx's parse errors redact the password themselves; make sure.
 		msg := err.Error()
 		if p, ok := u.User.Password(); ok && p != "" {
 			msg = strings.ReplaceAll(msg, p, "xxxxx")
 		}
 		return nil, "", bad("%s", msg)
+	}
+	// On a cancelled or expired context, ask the server to cancel the
+	// statement (a statement waiting for a row lock is then not applied),
+	// and close the connection if the server has not answered a second
+	// later. pgx's default only closes the connection, and the server may
+	// still run the statement to its end.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: time.Second}
 	}
 	return cfg, schema, nil
 }
@@ -254,6 +273,15 @@ func addrOf(cfg *pgxpool.Config) string {
 
 func (s *Store) fail(op string, err error) error {
 	return fmt.Errorf("dynkey/store/postgres: %s on %s: %w", op, s.addr, err)
+}
+
+// failCtx is fail for an operation under ctx: when ctx has ended, the error
+// also wraps ctx.Err() (the server's "canceling statement" error does not).
+func (s *Store) failCtx(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w: %w", cerr, err)
+	}
+	return s.fail(op, err)
 }
 
 // Get implements [store.Store]: one SELECT by primary key.
@@ -270,7 +298,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 		return store.Entry{}, store.ErrNotFound
 	}
 	if err != nil {
-		return store.Entry{}, s.fail("get", err)
+		return store.Entry{}, s.failCtx(ctx, "get", err)
 	}
 	if e.Value == nil {
 		e.Value = []byte{}
@@ -305,7 +333,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 	}
 	switch {
 	case err != nil:
-		return 0, s.fail("compare and swap", err)
+		return 0, s.failCtx(ctx, "compare and swap", err)
 	case n == 0:
 		return 0, store.ErrConflict
 	case n != 1:
@@ -320,7 +348,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return s.fail("delete", err)
 	}
 	if _, err := s.pool.Exec(ctx, s.q.del, []byte(key)); err != nil {
-		return s.fail("delete", err)
+		return s.failCtx(ctx, "delete", err)
 	}
 	return nil
 }
@@ -333,7 +361,7 @@ func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (boo
 	}
 	tag, err := s.pool.Exec(ctx, s.q.markSeen, []byte(id), nanos(expires), nanos(time.Now()))
 	if err != nil {
-		return false, s.fail("mark seen", err)
+		return false, s.failCtx(ctx, "mark seen", err)
 	}
 	return tag.RowsAffected() == 1, nil
 }

@@ -77,7 +77,9 @@ func TestConformance(t *testing.T) {
 
 // testCancelWhileBlocked checks that cancelling the context of a call that
 // waits for a row lock ends the call with an error wrapping
-// context.Canceled, without waiting for the lock, and writes nothing.
+// context.Canceled, without waiting for the lock, and that the server
+// cancelled the statement: it is not applied once the lock is released
+// (pgx's default, closing the connection only, fails this).
 func testCancelWhileBlocked(t *testing.T, url string) {
 	schema := freshSchema()
 	s := open(t, url, schema)

@@ -24,6 +24,14 @@
 // nanosecond; a message id is remembered until Redis expires its key, at
 // most one millisecond past its expiry (a replay window never shrinks).
 //
+// # Cancellation
+//
+// A call whose context is already done fails at once and sends nothing. A
+// store from [Open] honours context deadlines while it waits for the server
+// (go-redis's ContextTimeoutEnabled): the call returns an error wrapping
+// context.DeadlineExceeded, but the command may still have run on the
+// server — the outcome of such a call is unknown.
+//
 // # Durability
 //
 // A write is acknowledged once it is in the memory of the Redis master.

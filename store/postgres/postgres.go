@@ -191,8 +191,8 @@ func (s *Store) createSchema(ctx context.Context) error {
 	return tx.Commit(ctx)
 }
 
-// Schemes are the URL schemes [Open] accepts.
-var Schemes = []string{"postgres", "postgresql"}
+// schemes are the URL schemes [Open] accepts.
+var schemes = []string{"postgres", "postgresql"}
 
 // Open connects to the PostgreSQL database named by rawURL, creates the
 // store's tables if absent, and returns a store that closes its pool on
@@ -236,7 +236,7 @@ func ParseURL(rawURL string) (*pgxpool.Config, string, error) {
 		return fmt.Errorf("dynkey/store/postgres: URL %s: %s", u.Redacted(), fmt.Sprintf(format, args...))
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
-		return nil, "", bad("unknown scheme %q, want one of %s", u.Scheme, strings.Join(Schemes, ", "))
+		return nil, "", bad("unknown scheme %q, want one of %s", u.Scheme, strings.Join(schemes, ", "))
 	}
 	if u.Opaque != "" || u.Host == "" {
 		return nil, "", bad("want %s://host[:port]/database", u.Scheme)

@@ -134,8 +134,8 @@ func New(c goredis.UniversalClient, o Options) *Store {
 	return &Store{c: c, prefix: prefix, addr: addrOf(c), close: o.CloseClient}
 }
 
-// Schemes are the URL schemes [Open] accepts.
-var Schemes = []string{"redis", "rediss", "redis+cluster", "rediss+cluster"}
+// schemes are the URL schemes [Open] accepts.
+var schemes = []string{"redis", "rediss", "redis+cluster", "rediss+cluster"}
 
 // Open connects to the Redis named by rawURL, checks that it answers, and
 // returns a store that closes the connection on Close. The forms are:
@@ -225,7 +225,7 @@ func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 		o.ContextTimeoutEnabled = true
 		return goredis.NewClusterClient(o), prefix, nil
 	}
-	return nil, "", bad("unknown scheme %q, want one of %s", u.Scheme, strings.Join(Schemes, ", "))
+	return nil, "", bad("unknown scheme %q, want one of %s", u.Scheme, strings.Join(schemes, ", "))
 }
 
 // clusterHost stands for a cluster URL's host list while the URL is parsed.

@@ -144,7 +144,12 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey
 	}
 	_ = m.o.Store.Delete(ctx, tkey)
 
-	c := &claims{Username: lr.Username, STime: now, Issued: now, Expires: now.Add(m.o.TokenTTL)}
+	nowMs := unixMs(now)
+	expires, ok := addMs(nowMs, durMs(m.o.TokenTTL))
+	if !ok {
+		return nil, unavailable(errors.New("TokenTTL overflows the clock"))
+	}
+	c := &claims{Username: lr.Username, STime: nowMs, Issued: nowMs, Expires: expires}
 	if _, err := io.ReadFull(m.o.Rand, c.TokenID[:]); err != nil {
 		return nil, unavailable(err)
 	}
@@ -152,7 +157,7 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey
 		return nil, unavailable(err)
 	}
 	sr := sessionRecord{Username: lr.Username, Suite: m.suite.Name(), ClientKey: clientKey,
-		KeyInstalled: now.UnixMilli(), Expires: c.Expires.UnixMilli()}
+		KeyInstalled: nowMs, Expires: c.Expires}
 	if err := m.storeSession(ctx, c.SessionID, 0, &sr); err != nil {
 		return nil, unavailable(err)
 	}
@@ -166,7 +171,7 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey
 	}
 	return &wire.LoginResponse{
 		Token:        tok,
-		TokenExpires: c.Expires.UnixMilli(),
+		TokenExpires: c.Expires,
 		ClientKeyID:  wire.ComputeKeyID(m.suite.Name(), clientKey).String(),
 		STime:        now.UnixMilli(),
 		Directory:    dir,

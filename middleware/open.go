@@ -99,20 +99,15 @@ func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, n
 	// Freshness against the server's own clock: the client's estimate is
 	// the s_time it was given plus its monotonic elapsed time, so a wrong
 	// client wall clock does not matter (hole 4).
-	est := time.UnixMilli(int64(req.STime)).Add(time.Duration(req.Elapsed) * time.Millisecond)
-	if req.STime > 1<<62 || req.Elapsed > 1<<40 || absDuration(now.Sub(est)) > m.o.FreshnessWindow {
+	// All of it in checked integer milliseconds (timecheck.go): an s_time
+	// later than now plus the window, or one whose sum with elapsed
+	// overflows, is stale.
+	if !fresh(req.STime, req.Elapsed, unixMs(now), durMs(m.o.FreshnessWindow)) {
 		p := refuse(wire.CodeStale, "message time is outside the freshness window")
 		p.p.STime = now.UnixMilli()
 		return nil, nil, p
 	}
 	return req, sk, nil
-}
-
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 // markSeen rejects a message id seen within the replay window (hole 3). The
@@ -256,7 +251,7 @@ func (m *Middleware) clientKeyDecision(installed int64, id wire.KeyID, now time.
 	if m.o.ClientPolicy == nil {
 		return policy.Keep
 	}
-	age := now.Sub(time.UnixMilli(installed))
+	age := ageDuration(unixMs(now), installed)
 	return m.o.ClientPolicy.Decide(policy.Facts{Now: now, Age: age, OffsetGrowth: age, KeyID: id[:]})
 }
 
@@ -266,8 +261,14 @@ func (m *Middleware) clientKeyDecision(installed int64, id wire.KeyID, now time.
 // the swap is a compare-and-swap so concurrent rotations cannot both win.
 func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverKey, sr *sessionRecord, version uint64, now time.Time) *problemError {
 	in := o.inner
-	serverOffset := now.Sub(time.UnixMilli(int64(o.req.STime)))
-	if absDuration(serverOffset-time.Duration(in.TimeOffset)*time.Millisecond) > m.o.RotationOffsetThreshold {
+	// Checked integer milliseconds: a time_offset near the int64 extremes
+	// is outside any threshold, never wrapped into it.
+	sTime, ok := u64ms(o.req.STime)
+	if !ok {
+		return refuse(wire.CodeRotationRefused, "time_offset is outside the threshold")
+	}
+	serverOffset, ok := subMs(unixMs(now), sTime)
+	if !ok || !withinMs(serverOffset, in.TimeOffset, durMs(m.o.RotationOffsetThreshold)) {
 		return refuse(wire.CodeRotationRefused, "time_offset is outside the threshold")
 	}
 	newPub, err := sk.suite.ParsePublicKey(in.NewClientKey)
@@ -282,9 +283,13 @@ func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverK
 		return refuse(wire.CodeRotationRefused, "no proof of possession of the new client key")
 	}
 	next := *sr
-	next.PrevKey, next.PrevUntil = sr.ClientKey, now.Add(m.o.ClientKeyGrace).UnixMilli()
+	prevUntil, ok := addMs(unixMs(now), durMs(m.o.ClientKeyGrace))
+	if !ok {
+		return unavailable(errors.New("ClientKeyGrace overflows the clock"))
+	}
+	next.PrevKey, next.PrevUntil = sr.ClientKey, prevUntil
 	next.PrevInstalled = sr.KeyInstalled
-	next.ClientKey, next.KeyInstalled = in.NewClientKey, now.UnixMilli()
+	next.ClientKey, next.KeyInstalled = in.NewClientKey, unixMs(now)
 	if err := m.storeSession(ctx, o.claims.SessionID, version, &next); err != nil {
 		if errors.Is(err, errConflict) {
 			return refuse(wire.CodeRotationRefused, "the session changed meanwhile; retry")

@@ -20,24 +20,29 @@ import (
 
 // Endpoints serves the key directory (GET /.well-known/dynkey/keys), login
 // (POST /dynkey/login) and heartbeat (POST /dynkey/heartbeat). Mount it at
-// the root of the URL space (or route those three paths to it).
+// the root of the URL space (or route those three paths to it, for every
+// method). Another method on one of them gets the "method-not-allowed"
+// problem with an Allow header.
 func (m *Middleware) Endpoints() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case wire.PathKeys:
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Allow", "GET, HEAD")
 				m.writeProblem(w, refuse(wire.CodeMethod, "use GET"))
 				return
 			}
 			m.serveKeys(w, r)
 		case wire.PathLogin:
 			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", "POST")
 				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
 				return
 			}
 			m.serveLogin(w, r)
 		case wire.PathHeartbeat:
 			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", "POST")
 				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
 				return
 			}

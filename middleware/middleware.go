@@ -118,7 +118,19 @@ type Options struct {
 	RotateClientAfter time.Duration
 
 	// MaxBodySize limits the plaintext body of a request. Default 1 MiB.
+	// An envelope may be up to 64 KiB larger; a request whose
+	// Content-Length says more is refused with "too-large" before its body
+	// is read (no "100 Continue" is sent).
 	MaxBodySize int64
+
+	// ReadTimeout bounds the time to read a request's envelope (login,
+	// heartbeat and protected routes), from the moment the middleware
+	// starts reading it, set with http.ResponseController.SetReadDeadline
+	// (ignored where the writer does not support it). A body trickled
+	// slower is cut off with "bad-format". It does not bound the
+	// headers: set http.Server.ReadHeaderTimeout (e.g. 5s), and IdleTimeout
+	// (e.g. 60s); see docs/PROTOCOL.md §4. Default 10s.
+	ReadTimeout time.Duration
 
 	// MaxFailedLogins is how many failed logins a username may have within
 	// LoginThrottleWindow before logins are refused with "login-throttled".
@@ -204,6 +216,9 @@ func New(o Options) (*Middleware, error) {
 	setDefault(&o.RotationOffsetThreshold, 30*time.Second)
 	setDefault(&o.LoginThrottleWindow, 15*time.Minute)
 	setDefault(&o.MaintainInterval, 10*time.Second)
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 10 * time.Second
+	}
 	if o.MaxBodySize <= 0 {
 		o.MaxBodySize = 1 << 20
 	}

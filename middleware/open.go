@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -53,25 +54,52 @@ type opened struct {
 	sr      sessionRecord // as loaded, before any rotation by this message
 }
 
-// readEnvelope reads a request body, bounded by the size limit.
+// readEnvelope reads a request body, bounded in size and in time (item 6 of
+// docs/PROTOCOL.md §4 limits): a declared Content-Length over the limit is
+// refused before a byte is read (so no "100 Continue" is sent), and the
+// body must arrive within Options.ReadTimeout.
 func (m *Middleware) readEnvelope(w http.ResponseWriter, r *http.Request) ([]byte, *problemError) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, refuse(wire.CodeNotEncrypted, "the request has no dynkey envelope")
 	}
-	limit := m.o.MaxBodySize + 64*1024 // envelope overhead: header, token, keys
+	limit := m.o.MaxBodySize + envelopeOverhead
+	tooLarge := refuse(wire.CodeTooLarge, "body exceeds "+strconv.FormatInt(m.o.MaxBodySize, 10)+" bytes")
+	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close")
+		return nil, tooLarge
+	}
+	// The deadline is on the real clock (it is the connection's), not
+	// Options.Now. A writer that cannot set one (ErrNotSupported: HTTP/2
+	// streams on old servers, test recorders) keeps the server's own
+	// timeouts.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(m.o.ReadTimeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
+		// The deadline stays in the past: the server cannot drain the
+		// rest of the body and closes the connection.
+		w.Header().Set("Connection", "close")
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, refuse(wire.CodeTooLarge, "body exceeds "+strconv.FormatInt(m.o.MaxBodySize, 10)+" bytes")
+		switch {
+		case errors.As(err, &mbe):
+			return nil, tooLarge
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, refuse(wire.CodeBadFormat, "the body did not arrive within the read timeout")
 		}
 		return nil, refuse(wire.CodeBadFormat, "reading the body failed")
+	}
+	if deadline {
+		_ = rc.SetReadDeadline(time.Time{})
 	}
 	if len(body) < 2 || body[0] != 'D' || body[1] != 'K' {
 		return nil, refuse(wire.CodeNotEncrypted, "the body is not a dynkey envelope")
 	}
 	return body, nil
 }
+
+// envelopeOverhead is what an envelope may add to MaxBodySize: header,
+// token, keys, rotation fields.
+const envelopeOverhead = 64 * 1024
 
 // parseAndCheck does the cheap checks shared by login and requests: format,
 // type, suite, server key id and freshness.
@@ -275,8 +303,18 @@ func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverK
 	if err != nil {
 		return refuse(wire.CodeRotationRefused, "the new client key is malformed")
 	}
-	if bytes.Equal(in.NewClientKey, sr.ClientKey) {
+	// Neither the current key nor the previous one: rotating back would
+	// reset the key's age (KeyInstalled) and defeat the client policy's
+	// reject(age…), and the previous key is still accepted in its grace
+	// window. Compared as sent and as the suite re-encodes it.
+	isKey := func(k []byte) bool {
+		return k != nil && (bytes.Equal(in.NewClientKey, k) || bytes.Equal(newPub.Bytes(), k))
+	}
+	if isKey(sr.ClientKey) {
 		return refuse(wire.CodeRotationRefused, "the new client key is the current one")
+	}
+	if isKey(sr.PrevKey) {
+		return refuse(wire.CodeRotationRefused, "the new client key is the previous one")
 	}
 	proofAAD := wire.ProofAAD(o.req.MessageID, o.session.ClientKeyID, in.NewClientKey)
 	if _, _, err := m.openMessage(sk, newPub, wire.InfoProof, proofAAD, in.Proof); err != nil {

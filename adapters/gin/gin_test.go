@@ -270,3 +270,42 @@ func TestMountNeedsRoot(t *testing.T) {
 	require.Panics(t, func() { dynkeygin.Mount(r.Group("/v1"), m) })
 	require.NotPanics(t, func() { dynkeygin.Mount(r.Group("/"), m) })
 }
+
+// TestWrongMethodOnEndpoints: a wrong method on a dynkey endpoint mounted
+// on Gin gets the documented "method-not-allowed" problem with an Allow
+// header, not Gin's plain-text 404. Verified: with Mount registering only
+// GET/HEAD/POST (as before), every case got "404 page not found" in
+// text/plain and the test failed.
+func TestWrongMethodOnEndpoints(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {})
+	for _, tc := range []struct {
+		name, method, path, allow string
+	}{
+		{"POST keys", http.MethodPost, wire.PathKeys, "GET, HEAD"},
+		{"DELETE keys", http.MethodDelete, wire.PathKeys, "GET, HEAD"},
+		{"GET login", http.MethodGet, wire.PathLogin, "POST"},
+		{"PUT login", http.MethodPut, wire.PathLogin, "POST"},
+		{"GET heartbeat", http.MethodGet, wire.PathHeartbeat, "POST"},
+		{"PATCH heartbeat", http.MethodPatch, wire.PathHeartbeat, "POST"},
+		{"OPTIONS heartbeat", http.MethodOptions, wire.PathHeartbeat, "POST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, e.srv.URL+tc.path, nil)
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body := readBody(t, resp)
+			require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, body)
+			require.Equal(t, wire.ProblemMediaType, resp.Header.Get("Content-Type"))
+			require.Equal(t, tc.allow, resp.Header.Get("Allow"))
+			p, ok := wire.ParseProblem([]byte(body))
+			require.True(t, ok, body)
+			require.Equal(t, wire.CodeMethod, p.Code)
+		})
+	}
+	// The right methods still work.
+	resp, err := http.Get(e.srv.URL + wire.PathKeys)
+	require.NoError(t, err)
+	readBody(t, resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}

@@ -982,6 +982,7 @@ func TestHole8_ConcurrentGuesses(t *testing.T) {
 	clk := newClock()
 	o := baseOptions(t, clk, memory.New())
 	o.MaxFailedLogins = 3
+	o.MaxConcurrentLogins = 12 // every guess may wait inside the authenticator
 	ga := &gatedAuth{inner: o.Authenticator, release: make(chan struct{})}
 	o.Authenticator = ga
 	s := startServer(t, o)

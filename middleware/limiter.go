@@ -30,6 +30,10 @@ import (
 //     addresses can lock the user out for one window. A correct password
 //     does not clear it (it proves nothing about the other addresses'
 //     failures). Set it negative to disable it.
+//
+// Every attempt is counted against all three before its password is
+// checked; a correct password takes its own count back (and clears the
+// (address, user) budget), as does a check that could not be made.
 //   - client address, for every user: PerAddress, default 10× the first
 //     (100). It bounds password spraying (one guess against many users)
 //     from one address. Set it negative to disable it (e.g. when many
@@ -143,6 +147,14 @@ func (o LimiterOptions) budgets(a LoginAttempt) []budget {
 	return out
 }
 
+// pairKey is the key of a's (address, user) budget ("" if disabled).
+func pairKey(o LimiterOptions, a LoginAttempt) string {
+	if o.PerAddressUser < 0 {
+		return ""
+	}
+	return o.budgets(a)[0].key
+}
+
 // ---------------------------------------------------------------------------
 // In-process limiter
 
@@ -215,16 +227,14 @@ func (l *memoryLimiter) Done(_ context.Context, a LoginAttempt, o LoginOutcome) 
 	bs := l.o.budgets(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch o {
-	case LoginSucceeded:
-		if l.o.PerAddressUser >= 0 {
-			delete(l.counts, bs[0].key) // the (address, user) budget
-		}
-	case LoginNotChecked:
-		for _, b := range bs {
-			if c := l.live(b.key, a.At); c != nil && c.n > 0 {
-				c.n--
-			}
+	if o == LoginFailed {
+		return
+	}
+	for _, b := range bs {
+		if o == LoginSucceeded && b.key == pairKey(l.o, a) {
+			delete(l.counts, b.key)
+		} else if c := l.live(b.key, a.At); c != nil && c.n > 0 {
+			c.n-- // take back this attempt's advance count
 		}
 	}
 }
@@ -314,14 +324,14 @@ func (l *storeLimiter) Allow(ctx context.Context, a LoginAttempt) (bool, error) 
 
 func (l *storeLimiter) Done(ctx context.Context, a LoginAttempt, o LoginOutcome) {
 	bs := l.o.budgets(a)
-	switch o {
-	case LoginSucceeded:
-		if l.o.PerAddressUser >= 0 {
-			_ = l.st.Delete(ctx, bs[0].key)
-		}
-	case LoginNotChecked:
-		for _, b := range bs {
-			_, _ = l.add(ctx, b.key, -1, b.limit, a.At)
+	if o == LoginFailed {
+		return
+	}
+	for _, b := range bs {
+		if o == LoginSucceeded && b.key == pairKey(l.o, a) {
+			_ = l.st.Delete(ctx, b.key)
+		} else {
+			_, _ = l.add(ctx, b.key, -1, b.limit, a.At) // take back this attempt's advance count
 		}
 	}
 }

@@ -67,7 +67,9 @@ func loginFrom(t *testing.T, hc *http.Client, rc *rawClient, user, password stri
 // limiters are the built-in limiters, each as a test server option.
 func limiters(o *middleware.Options) map[string]func(lo middleware.LimiterOptions) middleware.LoginLimiter {
 	return map[string]func(lo middleware.LimiterOptions) middleware.LoginLimiter{
-		"store":  func(lo middleware.LimiterOptions) middleware.LoginLimiter { return middleware.NewStoreLimiter(o.Store, lo) },
+		"store": func(lo middleware.LimiterOptions) middleware.LoginLimiter {
+			return middleware.NewStoreLimiter(o.Store, lo)
+		},
 		"memory": middleware.NewMemoryLimiter,
 	}
 }

@@ -974,7 +974,7 @@ func TestHole8_Passwords(t *testing.T) {
 // are ever checked. The authenticator holds every check until each request
 // is either inside it or answered, so the interleaving is the worst one.
 //
-// Defense exercised: middleware/endpoints.go reserveLoginAttempt, which
+// Defense exercised: middleware/limiter.go (storeLimiter.Allow), which
 // counts the attempt with a compare-and-swap before the password is
 // checked. Verified: this test failed against the original code (all 12
 // guesses were checked), which counted a failure only after the check.

@@ -31,13 +31,31 @@ import (
 // c.Request.Context(), see [middleware.FromContext]) and seals whatever the
 // chain wrote, status and Content-Type included. A refused request gets the
 // middleware's problem response and the chain is aborted: no later handler
-// runs. Add it to the routes or groups to protect, not in front of the
-// routes of [Mount] (login and heartbeat open their own envelopes).
-func Middleware(m *middleware.Middleware) gin.HandlerFunc {
+// runs. A request middleware.Options.Next skips runs the chain untouched.
+// Add it to the engine, the groups or the single routes to protect, not in
+// front of the routes of [Mount] (login and heartbeat open their own
+// envelopes).
+func Middleware(m *middleware.Middleware) gin.HandlerFunc { return handler(m, m.OpenRequest) }
+
+// Optional is [Middleware] in optional mode, for routes whose clients are
+// migrating: a plain request runs the chain as it is, unsealed, with no
+// session ([middleware.FromContext] reports ok == false); an encrypted one
+// is opened and sealed as by Middleware.
+func Optional(m *middleware.Middleware) gin.HandlerFunc { return handler(m, m.OpenOptionalRequest) }
+
+type openFunc func(http.ResponseWriter, *http.Request) (*http.Request, *middleware.Exchange, bool)
+
+func handler(m *middleware.Middleware, open openFunc) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		r, x, ok := m.OpenRequest(c.Writer, c.Request)
+		if m.Skip(middleware.RequestFromHTTP(c.Request)) {
+			return // the chain continues untouched
+		}
+		r, x, ok := open(c.Writer, c.Request)
 		if !ok {
 			c.Abort()
+			return
+		}
+		if !x.Opened().Encrypted {
 			return
 		}
 		orig := c.Writer

@@ -1,6 +1,7 @@
 package dynkeygin_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -264,7 +265,7 @@ func TestHijackRefused(t *testing.T) {
 }
 
 func TestMountNeedsRoot(t *testing.T) {
-	m, err := middleware.New(middleware.Options{MaintainInterval: -1})
+	m, err := middleware.New(middleware.Options{Authenticator: noUsers, MaintainInterval: -1})
 	require.NoError(t, err)
 	defer m.Close()
 	r := gin.New()
@@ -317,7 +318,7 @@ func TestWrongMethodOnEndpoints(t *testing.T) {
 // and on the login endpoint. Verified: with the deadline removed the
 // connection was still open at the 5 s bound.
 func TestTrickledBodyCutOffThroughGin(t *testing.T) {
-	m, err := middleware.New(middleware.Options{MaintainInterval: -1, ReadTimeout: 200 * time.Millisecond})
+	m, err := middleware.New(middleware.Options{Authenticator: noUsers, MaintainInterval: -1, ReadTimeout: 200 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	r := gin.New()
@@ -352,3 +353,6 @@ func TestTrickledBodyCutOffThroughGin(t *testing.T) {
 		require.Contains(t, string(b), "read timeout")
 	}
 }
+
+// noUsers is an Authenticator that knows no user.
+var noUsers = auth.AuthenticatorFunc(func(context.Context, string, string) error { return auth.ErrBadCredentials })

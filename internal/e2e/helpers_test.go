@@ -746,3 +746,13 @@ func unsealAtRest(t *testing.T, kek []byte, purpose, id string, sealed []byte) [
 	require.NoError(t, err)
 	return pt
 }
+
+// envelopeOf returns a request's envelope: from the Dynkey-Envelope header
+// if it has one (header transport), else the body.
+func envelopeOf(h http.Header, body []byte) []byte {
+	if v := h.Get(wire.EnvelopeHeader); v != "" {
+		env, _ := wire.DecodeHeaderEnvelope(v)
+		return env
+	}
+	return body
+}

@@ -252,7 +252,9 @@ type flight struct {
 	status  int
 	respCT  string
 	resp    []byte
-	next    http.RoundTripper
+	// respProblem is the response's Dynkey-Problem header.
+	respProblem string
+	next        http.RoundTripper
 }
 
 // forward sends the request on and records the response.
@@ -270,6 +272,7 @@ func (f *flight) forward() (*http.Response, error) {
 		return nil, err
 	}
 	f.status, f.respCT, f.resp = resp.StatusCode, resp.Header.Get("Content-Type"), b
+	f.respProblem = resp.Header.Get(wire.ProblemHeader)
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 	return resp, nil
 }

@@ -219,7 +219,12 @@ func (o *Opened) Seal(status int, contentType string, body []byte) (*Response, e
 	if o.Session != nil {
 		suite = o.Session.Suite
 	}
-	return o.m.seal(o.secret, o.messageID, o.head, suite, status, contentType, body)
+	resp, err := o.m.seal(o.secret, o.messageID, o.head, suite, status, contentType, body)
+	if err != nil {
+		o.m.observeRefusal(err)
+		return nil, err
+	}
+	return resp, nil
 }
 
 // seal is Opened.Seal for an encrypted request.

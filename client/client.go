@@ -110,6 +110,18 @@ type Config struct {
 	// the Dynkey-Response header). Default EnvelopeAuto.
 	Envelope EnvelopeMode
 
+	// TransportRetries is how many times a request is sent again, byte for
+	// byte (the same envelope, so the same message id), after a transport
+	// failure: connection refused or reset, the connection closed before
+	// a complete response, and — for GET, HEAD, PUT, DELETE and OPTIONS —
+	// a transport timeout. The server answers such a resend with the
+	// original response if the handler already finished, or with
+	// "outcome-unknown" (ErrOutcomeUnknown) if it started and did not
+	// finish: the handler never runs twice (docs/PROTOCOL.md §11). Resends
+	// wait 100 ms, then 300 ms, …, and stop when the request's context is
+	// done. Default 2; negative disables.
+	TransportRetries int
+
 	// OnEvent, if set, is called (synchronously) on protocol events:
 	// login, heartbeat, key rotations, recoveries.
 	OnEvent func(Event)
@@ -148,6 +160,7 @@ const (
 	EventServerKeyChanged  = "server-key-changed"
 	EventRecovered         = "recovered"
 	EventRotationAbandoned = "rotation-abandoned"
+	EventTransportRetry    = "transport-retry" // an envelope resent after a transport failure
 )
 
 // Event describes something the client did.
@@ -164,6 +177,7 @@ type Stats struct {
 	ServerKeyChanges  uint64
 	Recoveries        uint64
 	HeartbeatFailures uint64
+	TransportRetries  uint64 // envelopes resent after a transport failure
 }
 
 var (
@@ -171,6 +185,15 @@ var (
 	// response sealed for this request nor a well-formed problem: it may
 	// have been injected or altered, and it is never passed on.
 	ErrResponseNotAuthentic = errors.New("dynkey/client: response failed authentication")
+
+	// ErrOutcomeUnknown is returned (wrapped, with the message id) for a
+	// request whose resend after a transport failure the server answered
+	// with "outcome-unknown": the first copy reached the handler, which
+	// did not finish (its instance died, or it is still running). The
+	// request may or may not have taken effect; dynkey did not run it a
+	// second time, and neither should the caller without first checking
+	// (docs/PROTOCOL.md §9).
+	ErrOutcomeUnknown = errors.New("dynkey/client: outcome of the request unknown")
 
 	// ErrClosed is returned by requests after Close.
 	ErrClosed = errors.New("dynkey/client: closed")
@@ -285,6 +308,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.MaxBodySize <= 0 {
 		cfg.MaxBodySize = 1 << 20
+	}
+	if cfg.TransportRetries == 0 {
+		cfg.TransportRetries = 2
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/dynkey/dynkey/crypto"
@@ -29,6 +31,12 @@ type sealParams struct {
 	// messageID is the id to send; nil draws a fresh one (a login). Every
 	// envelope of one request, retries included, has the same id (see do).
 	messageID *[wire.MessageIDSize]byte
+	// secrets, if not nil, holds the per-message secrets of the earlier
+	// envelopes of this request; exchange appends this one's. A response
+	// is opened with this envelope's secret, then with the earlier ones:
+	// the server answers a message id it already handled with the response
+	// it sealed then, for the envelope it received then.
+	secrets *[][]byte
 }
 
 // result is an opened response or a refusal.
@@ -119,12 +127,12 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 		out.ContentLength = int64(len(env))
 		out.Header.Set("Content-Type", wire.MediaType)
 	}
-	resp, err := c.next.RoundTrip(out)
-	if err != nil {
-		return nil, err
+	var prior [][]byte
+	if p.secrets != nil {
+		prior = slices.Clone(*p.secrets)
+		*p.secrets = append(*p.secrets, secret)
 	}
-	defer resp.Body.Close()
-	rb, err := readAllLimited(resp.Body, c.cfg.MaxBodySize+64*1024)
+	resp, rb, err := c.roundTrip(out, p)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +153,11 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 			}
 		}
 		res.contentType, res.body, err = wire.OpenResponse(secret, h.MessageID, status, rb)
+		for i := len(prior) - 1; err != nil && i >= 0; i-- {
+			// The original response to an earlier envelope of this
+			// request (newest first).
+			res.contentType, res.body, err = wire.OpenResponse(prior[i], h.MessageID, status, rb)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrResponseNotAuthentic, err)
 		}
@@ -169,6 +182,83 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 		}
 	}
 	return nil, fmt.Errorf("%w: HTTP %d with content type %q", ErrResponseNotAuthentic, resp.StatusCode, resp.Header.Get("Content-Type"))
+}
+
+// roundTrip sends out and reads its response, sending the same bytes again
+// after a transport failure (Config.TransportRetries) when p is an
+// application request: its message id makes the resend safe, the server
+// answering it from the recorded outcome of the first copy
+// (docs/PROTOCOL.md §11). Logins and other messages are sent once.
+func (c *Client) roundTrip(out *http.Request, p *sealParams) (*http.Response, []byte, error) {
+	ctx := out.Context()
+	retries := c.cfg.TransportRetries
+	if p.typ != wire.TypeRequest || p.messageID == nil || retries < 0 {
+		retries = 0
+	}
+	backoff := transportBackoff
+	for attempt := 0; ; attempt++ {
+		req := out
+		if attempt > 0 {
+			req = out.Clone(ctx)
+			body, err := out.GetBody()
+			if err != nil {
+				return nil, nil, err
+			}
+			req.Body = body
+		}
+		resp, err := c.next.RoundTrip(req)
+		var rb []byte
+		if err == nil {
+			rb, err = readAllLimited(resp.Body, c.cfg.MaxBodySize+64*1024)
+			resp.Body.Close()
+			if err == nil {
+				return resp, rb, nil
+			}
+		}
+		if attempt >= retries || ctx.Err() != nil || !transportFailure(err, out.Method) {
+			return nil, nil, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, err
+		case <-t.C:
+		}
+		backoff *= 3
+		c.mu.Lock()
+		c.stats.TransportRetries++
+		c.mu.Unlock()
+		c.emit(EventTransportRetry, fmt.Sprintf("resending after a transport failure: %v", err))
+	}
+}
+
+// transportBackoff is the wait before the first resend; each next one
+// waits three times longer.
+const transportBackoff = 100 * time.Millisecond
+
+// transportFailure reports whether err, from sending a request or reading
+// its response, is a failure of the connection that a resend of the same
+// bytes may get past: refused, reset or aborted, closed before a complete
+// response, and a timeout for the idempotent methods (RFC 9110 §9.2.2).
+// A timeout of a POST or PATCH is not resent: its handler is likely still
+// running, and the resend would only learn "outcome-unknown".
+func transportFailure(err error, method string) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		switch method {
+		case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions:
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // inHeader reports whether an envelope of envLen bytes for a request of

@@ -44,7 +44,7 @@ func (c *Client) rotateOnHeartbeat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, _, err := c.send(req, "", nil, true, id)
+	res, _, err := c.send(req, "", nil, true, id, nil)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -47,13 +48,20 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte, rotate 
 	if err != nil {
 		return nil, err
 	}
-	res, sess, err := c.send(tmpl, contentType, body, rotate, id)
+	// Every envelope of this request has its own secret; the server may
+	// answer a later one with the response it sealed for an earlier one
+	// (its stored response, docs/PROTOCOL.md §11).
+	var secrets [][]byte
+	res, sess, err := c.send(tmpl, contentType, body, rotate, id, &secrets)
 	if err != nil {
 		return nil, err
 	}
 	var recovered []wire.Code
 	for len(recovered) < maxRecoveries {
 		prob, ok := res.problem()
+		if ok && prob.Code == wire.CodeOutcomeUnknown {
+			return nil, fmt.Errorf("%w (message id %x): %s", ErrOutcomeUnknown, id, prob.Detail)
+		}
 		if !ok || slices.Contains(recovered, prob.Code) {
 			return res, nil
 		}
@@ -68,9 +76,12 @@ func (c *Client) do(tmpl *http.Request, contentType string, body []byte, rotate 
 		c.stats.Recoveries++
 		c.mu.Unlock()
 		c.emit(EventRecovered, "recovered from "+string(prob.Code)+"; retrying")
-		if res, sess, err = c.send(tmpl, contentType, body, false, id); err != nil {
+		if res, sess, err = c.send(tmpl, contentType, body, false, id, &secrets); err != nil {
 			return nil, err
 		}
+	}
+	if prob, ok := res.problem(); ok && prob.Code == wire.CodeOutcomeUnknown {
+		return nil, fmt.Errorf("%w (message id %x): %s", ErrOutcomeUnknown, id, prob.Detail)
 	}
 	return res, nil
 }

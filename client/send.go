@@ -11,8 +11,10 @@ import (
 // id id, rotating the client key if rotate is set and a rotation is due
 // (rotationDueLocked), and settles the rotation's outcome. rotate must be
 // set only for a request that is safe to run twice: the heartbeat and the
-// idempotent methods (see mayCarryRotation).
-func (c *Client) send(tmpl *http.Request, contentType string, body []byte, rotate bool, id [wire.MessageIDSize]byte) (*result, *session, error) {
+// idempotent methods (see mayCarryRotation). secrets, if not nil, collects
+// the per-message secrets of every envelope of this request (see
+// sealParams.secrets).
+func (c *Client) send(tmpl *http.Request, contentType string, body []byte, rotate bool, id [wire.MessageIDSize]byte, secrets *[][]byte) (*result, *session, error) {
 	if rotate {
 		// A due rotation waits for its key rather than being skipped.
 		if err := c.awaitNextKey(tmpl.Context()); err != nil {
@@ -29,7 +31,7 @@ func (c *Client) send(tmpl *http.Request, contentType string, body []byte, rotat
 		c.mu.Unlock()
 		return nil, nil, errors.New("dynkey/client: not logged in")
 	}
-	p := &sealParams{typ: wire.TypeRequest, key: sess.key, token: sess.token, sess: sess, messageID: &id}
+	p := &sealParams{typ: wire.TypeRequest, key: sess.key, token: sess.token, sess: sess, messageID: &id, secrets: secrets}
 	keyID := sess.keyID
 	if sess.pending != nil {
 		p.key, p.pending = sess.pending, true

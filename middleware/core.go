@@ -124,6 +124,9 @@ type Opened struct {
 	secret    []byte
 	messageID [wire.MessageIDSize]byte
 	head      bool
+	scope     string          // replay scope of messageID, for its recorded outcome
+	ctx       context.Context // the request's, for recording the outcome
+	sealed    bool            // an outcome was recorded (Seal records once)
 }
 
 // Open opens the dynkey envelope of a request to a protected route: from
@@ -188,12 +191,12 @@ func (m *Middleware) openRoute(ctx context.Context, r *Request, optional bool) (
 	if m.o.Observer != nil {
 		m.o.Observer.Opened(o.session.Suite, timeSince(start))
 	}
-	return m.newOpened(o, r), nil
+	return m.newOpened(ctx, o, r), nil
 }
 
-func (m *Middleware) newOpened(o *opened, r *Request) *Opened {
+func (m *Middleware) newOpened(ctx context.Context, o *opened, r *Request) *Opened {
 	return &Opened{Session: o.session, Body: o.inner.Body, ContentType: o.inner.ContentType, Encrypted: true,
-		m: m, secret: o.secret, messageID: o.req.MessageID, head: r.Method == "HEAD"}
+		m: m, secret: o.secret, messageID: o.req.MessageID, head: r.Method == "HEAD", scope: o.scope, ctx: ctx}
 }
 
 // Seal seals the handler's response — its status, content type and body —
@@ -209,6 +212,14 @@ func (m *Middleware) newOpened(o *opened, r *Request) *Opened {
 // Content-Type if not ""). An error is a *Problem ("unavailable" if
 // randomness failed, "bad-format" for a content type with control
 // characters): answer it with [Middleware.Refusal].
+//
+// Seal also records the outcome of the request for its retries
+// (docs/PROTOCOL.md §11): the sealed response, if it is at most
+// Options.StoredResponseLimit bytes, is kept in the store for the replay
+// window under the request's message id, before Seal returns (one store
+// write); a retry of the same message then gets this response instead of
+// reaching the handler. Call Seal once per Opened, after the handler
+// finished; a later call seals but records nothing.
 func (o *Opened) Seal(status int, contentType string, body []byte) (*Response, error) {
 	if !o.Encrypted {
 		resp := &Response{Status: status, Body: body}
@@ -222,6 +233,14 @@ func (o *Opened) Seal(status int, contentType string, body []byte) (*Response, e
 		suite = o.Session.Suite
 	}
 	resp, err := o.m.seal(o.secret, o.messageID, o.head, suite, status, contentType, body)
+	if !o.sealed {
+		o.sealed = true
+		ctx := o.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		o.m.recordOutcome(ctx, o.scope, o.messageID, resp) // nil: ran, nothing to keep
+	}
 	if err != nil {
 		o.m.observeRefusal(err)
 		return nil, err

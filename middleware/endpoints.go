@@ -204,5 +204,7 @@ func (m *Middleware) serveHeartbeat(ctx context.Context, r *Request) (*Response,
 		hb.RotateClientKey = m.clientKeyDecision(o.sr.KeyInstalled, o.session.ClientKeyID, now) != policy.Keep
 	}
 	b, _ := json.Marshal(hb)
-	return m.seal(o.secret, o.req.MessageID, false, o.session.Suite, 200, "application/json", b)
+	resp, err := m.seal(o.secret, o.req.MessageID, false, o.session.Suite, 200, "application/json", b)
+	m.recordOutcome(ctx, o.scope, o.req.MessageID, resp) // a resent heartbeat gets this answer
+	return resp, err
 }

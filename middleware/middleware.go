@@ -171,6 +171,18 @@ type Options struct {
 	// is read (no "100 Continue" is sent).
 	MaxBodySize int64
 
+	// StoredResponseLimit is the size up to which a sealed response is
+	// kept in the store, for the replay window (2×FreshnessWindow + 1m),
+	// under its user and message id, so that the client's retry of the
+	// same message after a lost response gets that original response
+	// instead of a second run of the handler (docs/PROTOCOL.md §11). A
+	// larger response is not kept (a retry gets "replay": it ran). Costs
+	// one store write per request, and up to this many bytes per request
+	// of the last replay window (at 1,000 req/s of 1 KiB responses and the
+	// default window: ~5 MiB). Negative: nothing is recorded, and a retry
+	// gets "replay" as from a replayed message. Default 64 KiB.
+	StoredResponseLimit int64
+
 	// ReadTimeout bounds the time to read a request's envelope (login,
 	// heartbeat and protected routes), from the moment the middleware
 	// starts reading it, set by the net/http wrappers (Handler, Optional,

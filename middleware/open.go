@@ -26,6 +26,7 @@ type opened struct {
 	claims  *claims
 	session *Session
 	sr      sessionRecord // as loaded, before any rotation by this message
+	scope   string        // the replay scope of the message id
 }
 
 // readEnvelope returns a request's envelope bytes, from the
@@ -258,8 +259,15 @@ func (m *Middleware) open(ctx context.Context, r *Request, heartbeat bool) (*ope
 	if expired && !inner.Rotating() {
 		return nil, refuse(wire.CodeClientKeyExpired, "the client key is past its hard limit; this heartbeat must rotate it")
 	}
+	scope := userScope(sr.Username)
+	o.scope = scope
 	if inner.Rotating() {
 		if !current {
+			// The same rotation resent after a transport failure, once
+			// it landed: answer with its response if it was kept.
+			if p := m.answered(ctx, scope, req.MessageID); p != nil {
+				return nil, p
+			}
 			return nil, refuse(wire.CodeRotationRefused, "a rotation must be authenticated by the current client key")
 		}
 		if perr := m.rotateClientKey(ctx, o, sk, &sr, version, now); perr != nil {
@@ -272,7 +280,14 @@ func (m *Middleware) open(ctx context.Context, r *Request, heartbeat bool) (*ope
 	// the handler ran makes that retry a replay (docs/PROTOCOL.md §9). A
 	// replayed rotation cannot get here twice: once it has landed, its key
 	// is the previous one, which may not rotate.
-	if perr := m.markSeen(ctx, userScope(sr.Username), req.MessageID, now); perr != nil {
+	//
+	// An id seen before is answered from its recorded outcome (outcome.go):
+	// the original sealed response, or "outcome-unknown" while its handler
+	// has not finished.
+	if perr := m.markSeen(ctx, scope, req.MessageID, now); perr != nil {
+		if errors.Is(perr, ErrReplay) {
+			return nil, m.lookupOutcome(ctx, scope, req.MessageID)
+		}
 		return nil, perr
 	}
 	return o, nil

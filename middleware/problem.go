@@ -34,6 +34,9 @@ type Problem struct {
 	// Header holds extra response headers of this refusal, in order.
 	Header Header
 	cause  error
+	// stored is, on a "replay" of a message whose response was kept
+	// (outcome.go), that original sealed response: what Response returns.
+	stored *Response
 }
 
 // NewProblem returns the refusal for code with a human-readable detail (sent
@@ -81,7 +84,14 @@ func (p *Problem) clone() *Problem {
 // problem body and the headers Content-Type: application/problem+json,
 // Cache-Control: no-store, Dynkey-Problem: <code> (so that a client that
 // gets no body — a HEAD request — still learns the code), then p.Header.
+//
+// A "replay" of a message whose handler finished and whose sealed response
+// the middleware kept (Options.StoredResponseLimit) is answered with that
+// original response instead, as it was first sent: see [Problem.Replayed].
 func (p *Problem) Response() *Response {
+	if p.stored != nil {
+		return p.stored.clone()
+	}
 	h := make(Header, 0, 3+len(p.Header))
 	h = append(h,
 		[2]string{"Content-Type", wire.ProblemMediaType},
@@ -118,6 +128,7 @@ var (
 	ErrLoginBusy        error = codeError(wire.CodeLoginBusy)
 	ErrMethodNotAllowed error = codeError(wire.CodeMethod)
 	ErrUnavailable      error = codeError(wire.CodeUnavailable)
+	ErrOutcomeUnknown   error = codeError(wire.CodeOutcomeUnknown)
 )
 
 // ProblemResponse renders any error as a refusal response: a *Problem (or an
@@ -147,6 +158,11 @@ func asProblem(err error) *Problem {
 // is at hand.
 func (m *Middleware) Refusal(ctx context.Context, r *Request, err error) *Response {
 	p := asProblem(err)
+	if p.stored != nil {
+		// A retry answered with its original response: not a refusal on
+		// the wire, so no hook adds headers to it.
+		return p.stored.clone()
+	}
 	if p.cause != nil {
 		m.log.Warn("dynkey: request refused", "code", p.Code, "err", p.cause)
 	}

@@ -69,6 +69,7 @@ const (
 	CodeLoginBusy        Code = "login-busy"         // 503: too many password checks at once; retry after Retry-After
 	CodeMethod           Code = "method-not-allowed" // 405
 	CodeUnavailable      Code = "unavailable"        // 503: state store unreachable; retry later
+	CodeOutcomeUnknown   Code = "outcome-unknown"    // 409: message id seen, its handler never finished; do not resend
 )
 
 // Status returns the HTTP status that goes with a code.
@@ -80,7 +81,7 @@ func (c Code) Status() int {
 		return http.StatusRequestEntityTooLarge
 	case CodeTokenInvalid, CodeTokenExpired, CodeClientKeyUnknown, CodeClientKeyExpired, CodeLoginFailed:
 		return http.StatusUnauthorized
-	case CodeRotationRefused:
+	case CodeRotationRefused, CodeOutcomeUnknown:
 		return http.StatusConflict
 	case CodeLoginThrottled:
 		return http.StatusTooManyRequests
@@ -154,6 +155,7 @@ var titles = map[Code]string{
 	CodeLoginBusy:        "Too many logins in progress",
 	CodeMethod:           "Method not allowed",
 	CodeUnavailable:      "Service temporarily unavailable",
+	CodeOutcomeUnknown:   "Outcome of the request unknown",
 }
 
 // Codes returns every problem code, sorted. A client that handles problems

@@ -29,6 +29,7 @@ var allCodes = []struct {
 	{wire.CodeLoginBusy, http.StatusServiceUnavailable},
 	{wire.CodeMethod, http.StatusMethodNotAllowed},
 	{wire.CodeUnavailable, http.StatusServiceUnavailable},
+	{wire.CodeOutcomeUnknown, http.StatusConflict},
 }
 
 func TestProblemJSON(t *testing.T) {
@@ -134,8 +135,8 @@ func TestMessageJSONShapes(t *testing.T) {
 
 func TestCodesListsEveryCode(t *testing.T) {
 	codes := wire.Codes()
-	if len(codes) != 18 {
-		t.Fatalf("Codes() has %d codes, want 18 (update this test when adding one)", len(codes))
+	if len(codes) != 19 {
+		t.Fatalf("Codes() has %d codes, want 19 (update this test when adding one)", len(codes))
 	}
 	for _, c := range codes {
 		if p := wire.NewProblem(c, "x"); p.Title == "" || p.Status < 400 {

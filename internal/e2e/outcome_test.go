@@ -156,10 +156,11 @@ func hardClose(w http.ResponseWriter) {
 //
 // Defenses exercised: client roundTrip (resend with the same bytes),
 // middleware/outcome.go (recordOutcome in Seal, lookupOutcome in open).
-// Verified: with the client resending under a fresh message id (a new
-// envelope from send with another id), the handler ran twice in (a), (b)
-// and (c), and this test failed; with lookupOutcome answering a plain
-// "replay", (a) failed.
+// Verified: with open treating a seen id as new (markSeen's "replay"
+// ignored), every case ran the handler twice (the second run of
+// /api/block hung until the 10 s timeout) and this test failed; with
+// lookupOutcome answering every seen id with a plain "replay", the three
+// cases other than the over-the-limit one failed.
 func TestOutcomeLostResponse(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -195,7 +196,9 @@ func TestOutcomeLostResponse(t *testing.T) {
 			pinIdentity(t, p.srv.URL, m.IdentityPublicKey())
 			c := newSDK(t, p.srv.URL, clk.Now, "alice", &http.Transport{})
 
-			status, body, err := call(c.HTTPClient(), tc.method, p.srv.URL+tc.path, "pay bob 10")
+			hc := c.HTTPClient()
+			hc.Timeout = 10 * time.Second // a second run of /api/block would never return
+			status, body, err := call(hc, tc.method, p.srv.URL+tc.path, "pay bob 10")
 			require.Equal(t, 1, app.count(tc.path), "the handler ran exactly once")
 			require.EqualValues(t, 2, p.fwd.Load(), "the envelope was resent once")
 			if tc.method != http.MethodGet {
@@ -400,8 +403,9 @@ func runsOf(t *testing.T, runs, path string) int {
 // Defenses exercised: client roundTrip (resend after connection refused /
 // reset / EOF, same envelope), middleware/outcome.go (the answer recorded
 // in the store before the response is written; lookupOutcome). Verified:
-// with the client resending under a fresh message id, (a) and (b) ran the
-// handler twice and the test failed.
+// with open treating a seen id as new, (a) ran the handler a second time
+// (which hung until the 30 s bound) and the test failed; with lookupOutcome
+// answering every seen id with a plain "replay", (a) and (b) failed.
 func TestOutcomeKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
@@ -442,8 +446,8 @@ func TestOutcomeKill9(t *testing.T) {
 		select {
 		case r := <-ch:
 			return r
-		case <-time.After(60 * time.Second):
-			t.Fatal("the call did not return within 60s")
+		case <-time.After(30 * time.Second):
+			t.Fatal("the call did not return within 30s")
 			return result{}
 		}
 	}

@@ -106,7 +106,7 @@ var _ store.Store = (*Store)(nil)
 
 // queries are the store's statements, with its table names.
 type queries struct {
-	schema, get, create, update, del, markSeen, sweepKV, sweepSeen string
+	schema, get, create, update, del, markSeen, sweepKV, sweepSeen, list string
 }
 
 func newQueries(schema string) queries {
@@ -140,6 +140,8 @@ WHERE t.expires <> 0 AND t.expires <= $4`,
 		update: `UPDATE ` + k + ` SET value = $1, version = version + 1, expires = $2
 WHERE key = $3 AND version = $4 AND (expires = 0 OR expires > $5)`,
 		del: `DELETE FROM ` + k + ` WHERE key = $1`,
+		list: `SELECT key FROM ` + k + ` WHERE key >= $1 AND key > $2 AND ($3::bytea IS NULL OR key < $3)
+AND (expires = 0 OR expires > $4) ORDER BY key LIMIT $5`,
 		markSeen: `INSERT INTO ` + s + ` AS t (id, expires) VALUES ($1, $2)
 ON CONFLICT (id) DO UPDATE SET expires = excluded.expires
 WHERE t.expires <> 0 AND t.expires <= $3`,

@@ -164,6 +164,15 @@ type Options struct {
 	// Defaults time.Now and crypto/rand.Reader.
 	Now  func() time.Time
 	Rand io.Reader
+
+	// KeyWrapper, instead of KeyEncryptionKey, keeps the key-encryption key
+	// in a key management service: the store holds a random
+	// data-encryption key wrapped by it (under "dynkey/dek", created on
+	// first start), which each instance unwraps once at start-up and uses
+	// as its KeyEncryptionKey (envelope encryption: no KMS call per
+	// record). Setting both is an error. See KeyWrapper, RotateKEKWrapped
+	// and docs/DEPLOYMENT.md. Default nil: KeyEncryptionKey is used.
+	KeyWrapper KeyWrapper
 }
 
 // Middleware is a dynkey server. It is safe for concurrent use.
@@ -243,6 +252,9 @@ func New(o Options) (*Middleware, error) {
 	}
 	if o.IdentityKey != nil && len(o.IdentityKey) != ed25519.PrivateKeySize {
 		return nil, errors.New("dynkey/middleware: IdentityKey is not an Ed25519 private key")
+	}
+	if err := resolveKEK(&o); err != nil {
+		return nil, err
 	}
 	if o.KeyEncryptionKey == nil {
 		o.KeyEncryptionKey = make([]byte, 32)

@@ -173,6 +173,15 @@ type Options struct {
 	// record). Setting both is an error. See KeyWrapper, RotateKEKWrapped
 	// and docs/DEPLOYMENT.md. Default nil: KeyEncryptionKey is used.
 	KeyWrapper KeyWrapper
+
+	// RingPollInterval is how often each instance re-reads the key ring
+	// from the store (one Get; decoded only if it changed), so that it
+	// learns a key another instance rotated in at most this long even if
+	// it missed a notification. A store implementing store.Watcher (Redis,
+	// PostgreSQL) also tells it at once. Keep it well below the clients'
+	// heartbeat interval. Default 5s; negative: no polling (a Watcher
+	// alone, and the reloads on unknown key ids).
+	RingPollInterval time.Duration
 }
 
 // Middleware is a dynkey server. It is safe for concurrent use.

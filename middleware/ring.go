@@ -17,8 +17,17 @@ import (
 )
 
 // initRing loads the ring, creating it (identity and first key) if absent
-// — loudly, and only if Options.RequireKeyRing allows.
+// — loudly, and only if Options.RequireKeyRing allows — and starts keeping
+// it in sync with the store (propagate.go).
 func (m *Middleware) initRing(ctx context.Context) error {
+	if err := m.loadOrCreateRing(ctx); err != nil {
+		return err
+	}
+	m.startSync()
+	return nil
+}
+
+func (m *Middleware) loadOrCreateRing(ctx context.Context) error {
 	for range 5 {
 		err := m.reload(ctx)
 		if err == nil {

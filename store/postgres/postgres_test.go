@@ -69,6 +69,18 @@ func TestConformance(t *testing.T) {
 			return open(t, withParam(url, "default_query_exec_mode=simple_protocol"), freshSchema())
 		})
 	})
+	t.Run("Watch", func(t *testing.T) {
+		storetest.RunWatch(t, func(t *testing.T) (store.Store, store.Store) {
+			schema := freshSchema()
+			return open(t, url, schema), open(t, url, schema)
+		})
+	})
+	t.Run("WatchSimpleProtocol", func(t *testing.T) {
+		storetest.RunWatch(t, func(t *testing.T) (store.Store, store.Store) {
+			schema, u := freshSchema(), withParam(url, "default_query_exec_mode=simple_protocol")
+			return open(t, u, schema), open(t, u, schema)
+		})
+	})
 	t.Run("Sweep", func(t *testing.T) { testSweep(t, url) })
 	t.Run("IndexedStatements", func(t *testing.T) { testIndexedStatements(t, url) })
 	t.Run("ConcurrentOpen", func(t *testing.T) { testConcurrentOpen(t, url) })

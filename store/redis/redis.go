@@ -120,6 +120,7 @@ type Store struct {
 	prefix string
 	addr   string // for error messages: the server addresses, no credentials
 	close  bool
+	watch  watchers
 }
 
 var _ store.Store = (*Store)(nil)
@@ -361,6 +362,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 	if n != 1 {
 		return 0, store.ErrConflict
 	}
+	s.publishChange(ctx, key)
 	return oldVersion + 1, nil
 }
 

@@ -230,6 +230,15 @@ type Options struct {
 	// heartbeat interval. Default 5s; negative: no polling (a Watcher
 	// alone, and the reloads on unknown key ids).
 	RingPollInterval time.Duration
+
+	// TokenKeyRotation is how often the key that seals login tokens
+	// rotates. Token keys have their own ring, independent of server key
+	// rotation: a retired one is kept TokenTTL (plus ServerKeyGrace) so
+	// that its tokens stay valid, and server keys are deleted as soon as
+	// their private key is destroyed, so the key ring's size does not grow
+	// with the server key rotation rate. Default 24h
+	// (DefaultTokenKeyRotation).
+	TokenKeyRotation time.Duration
 }
 
 // Middleware is a dynkey server. It is safe for concurrent use.

@@ -35,6 +35,12 @@ func (m *Middleware) loadOrCreateRing(ctx context.Context) error {
 			if id := m.o.IdentityKey; id != nil && !bytes.Equal(id.Public().(ed25519.PublicKey), r.rec.IdentityPublic) {
 				return fmt.Errorf("%w (stored identity %x…): configure the stored one, or move the store aside to start over", ErrIdentityMismatch, r.rec.IdentityPublic[:8])
 			}
+			if r.tokenPrimary == nil {
+				// A ring from before token keys had their own ring.
+				if err := m.updateRing(ctx, m.upkeepTokenKeys); err != nil {
+					return err
+				}
+			}
 			if p := r.primary; p == nil || !p.legacySince.IsZero() {
 				return m.adoptSuite(ctx)
 			}
@@ -64,6 +70,11 @@ func (m *Middleware) loadOrCreateRing(ctx context.Context) error {
 			return err
 		}
 		rec.Keys = []keyRecord{kr}
+		tk, err := m.newTokenKeyRecord(ks)
+		if err != nil {
+			return err
+		}
+		rec.TokenKeys = []tokenKeyRecord{tk}
 		rec.Epoch = firstEpoch(m.now())
 		b, err := ks.marshalRecord(ringKey, &rec)
 		if err != nil {
@@ -338,7 +349,11 @@ func (m *Middleware) retirePrimary(rec *ringRecord, suite string) {
 		if rec.Keys[i].State == StatePrimary && rec.Keys[i].Suite == suite {
 			rec.Keys[i].State = StateDecryptOnly
 			rec.Keys[i].DecryptUntil = now.Add(m.o.ServerKeyGrace).UnixMilli()
-			rec.Keys[i].TokenUntil = now.Add(m.o.TokenTTL).UnixMilli()
+			if len(rec.Keys[i].SealedTokenKey) != 0 {
+				// A record from before token keys had their own ring:
+				// its token key outlives its private key.
+				rec.Keys[i].TokenUntil = now.Add(m.o.TokenTTL).UnixMilli()
+			}
 		}
 	}
 }
@@ -417,6 +432,9 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 			if k.State == StateDecryptOnly && now >= k.DecryptUntil {
 				k.State, k.SealedPrivate = StateDestroyed, nil
 				changed, destroyed = true, true
+				if len(k.SealedTokenKey) == 0 {
+					continue // nothing else to keep: deleted with its private key
+				}
 			}
 			// An instance whose ring has not caught up with the key's
 			// retirement still mints tokens under it, for less than
@@ -429,7 +447,8 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 			kept = append(kept, k)
 		}
 		rec.Keys = kept
-		return changed, nil
+		tokensChanged, err := m.upkeepTokenKeys(rec)
+		return changed || tokensChanged, err
 	})
 	if err != nil {
 		return err

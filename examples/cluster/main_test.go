@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -103,4 +104,37 @@ func TestClusterKillRestart(t *testing.T) {
 		require.True(t, errors.Is(err, errFailed))
 	}
 	t.Logf("kill -9 every 2s for 7s: %d requests, %d POSTs with an unknown outcome", s.requests, unknown)
+}
+
+// TestThroughput measures the req/s of the demo's workload (20 clients,
+// the load generator on the same machine) for 1 instance on memory and 3
+// instances on each shared store. It runs only with DYNKEY_MEASURE=1: the
+// numbers go into docs/DEPLOYMENT.md, and a machine shared with other work
+// makes them too noisy to assert.
+func TestThroughput(t *testing.T) {
+	if os.Getenv("DYNKEY_MEASURE") == "" {
+		t.Skip("set DYNKEY_MEASURE=1 to measure")
+	}
+	const d = 10 * time.Second
+	for _, tc := range []struct {
+		name      string
+		instances string
+		store     func(t testing.TB) string
+	}{
+		{"1 instance, memory", "1", func(testing.TB) string { return "memory:" }},
+		{"3 instances, redis", "3", testservers.RedisURL},
+		{"3 instances, redis cluster", "3", testservers.RedisClusterURL},
+		{"3 instances, postgres (fsync off)", "3", testservers.PostgresURL},
+		{"3 instances, sqlite", "3", func(testing.TB) string { return "" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"-duration", d.String(), "-instances", tc.instances}
+			if u := tc.store(t); u != "" {
+				args = append(args, "-store", u)
+			}
+			_, s, err := runCluster(t, args...)
+			require.NoError(t, err)
+			t.Logf("MEASURED %s: %.0f req/s (%d requests in %v)", tc.name, float64(s.requests)/d.Seconds(), s.requests, d)
+		})
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -389,6 +390,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	serverRotations := d1.Epoch - d0.Epoch
 	say("[cluster] retried idempotent PUTs: %d; failed with an unknown outcome (POST cut off by a fault, not re-run): %d; POST handlers run twice: %d",
 		retried.Load(), unknown.Load(), twice)
+	if failed.Load() > 0 {
+		say("[cluster] failures: %s", &failures)
+	}
 	fmt.Fprintf(stdout, "summary: requests=%d failed=%d client_rotations=%d server_rotations=%d primaries=%d\n",
 		requests.Load(), failed.Load(), clientRotations, serverRotations, len(primaries))
 	if failed.Load() > 0 || twice > 0 || len(primaries) != 1 || serverRotations < 2 || clientRotations < 2 {
@@ -403,6 +407,42 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // sent again — a new message, the same request id — up to 3 times; a POST
 // never is: its outcome is unknown and it is reported as failed.
 func call(ctx context.Context, hc *http.Client, base, method string, i int) (ok, outcomeUnknown bool, tries int) {
+	ok, outcomeUnknown, tries, why := call1(ctx, hc, base, method, i)
+	if !ok {
+		failures.note(method + " " + why)
+	}
+	return ok, outcomeUnknown, tries
+}
+
+// failures counts the failed requests by reason, for the report.
+var failures reasons
+
+type reasons struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (r *reasons) note(why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]int{}
+	}
+	r.m[why]++
+}
+
+func (r *reasons) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var parts []string
+	for why, n := range r.m {
+		parts = append(parts, fmt.Sprintf("%d× %s", n, why))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "; ")
+}
+
+func call1(ctx context.Context, hc *http.Client, base, method string, i int) (ok, outcomeUnknown bool, tries int, why string) {
 	idb := make([]byte, 12)
 	_, _ = rand.Read(idb)
 	in := echoRequest{ID: hex.EncodeToString(idb), Client: i}
@@ -410,10 +450,11 @@ func call(ctx context.Context, hc *http.Client, base, method string, i int) (ok,
 	for tries = 1; ; tries++ {
 		req, err := http.NewRequestWithContext(ctx, method, base+"/api/echo", bytes.NewReader(body))
 		if err != nil {
-			return false, false, tries
+			return false, false, tries, err.Error()
 		}
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(req)
+		var b []byte
 		transient := err != nil
 		if err != nil && os.Getenv("DYNKEY_CLUSTER_DEBUG") != "" {
 			fmt.Fprintf(os.Stderr, "debug: %s try %d: %v\n", method, tries, err)
@@ -427,14 +468,15 @@ func call(ctx context.Context, hc *http.Client, base, method string, i int) (ok,
 			continue
 		}
 		if err == nil {
-			b, rerr := io.ReadAll(resp.Body)
+			var rerr error
+			b, rerr = io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if rerr == nil && resp.StatusCode == http.StatusOK {
 				var out echoResponse
 				if json.Unmarshal(b, &out) == nil && out.Echo == in && out.User == userName(i) {
-					return true, false, tries
+					return true, false, tries, ""
 				}
-				return false, false, tries
+				return false, false, tries, "wrong echo"
 			}
 			if os.Getenv("DYNKEY_CLUSTER_DEBUG") != "" {
 				fmt.Fprintf(os.Stderr, "debug: %s try %d: %d %s\n", method, tries, resp.StatusCode, b)
@@ -442,13 +484,28 @@ func call(ctx context.Context, hc *http.Client, base, method string, i int) (ok,
 			transient = rerr != nil || resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable
 		}
 		if !transient {
-			return false, false, tries
+			return false, false, tries, reason(resp, b, err)
 		}
 		if method != http.MethodPut || tries >= 3 {
-			return false, true, tries
+			return false, true, tries, reason(resp, b, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// reason names why a request failed: its error, or its status and problem
+// code.
+func reason(resp *http.Response, body []byte, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	if resp == nil {
+		return "no response"
+	}
+	if p, ok := wire.ParseProblem(body); ok {
+		return fmt.Sprintf("%d %s", resp.StatusCode, p.Code)
+	}
+	return resp.Status
 }
 
 // failover sends a request to the next backend when its backend refused

@@ -254,6 +254,7 @@ type Middleware struct {
 	ring       atomic.Pointer[keyRing]
 	reloadMu   sync.Mutex
 	lastReload time.Time
+	forced     *forcedReload // under reloadMu (ring.go reloadRateLimited)
 	// syncedAt is when the ring was last read from the store (UnixNano of
 	// m.now()), whether or not it had changed.
 	syncedAt atomic.Int64

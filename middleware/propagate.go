@@ -16,8 +16,10 @@ import (
 //   - every RingPollInterval, whatever the store, so a lost notification
 //     costs at most that long;
 //   - when a request names a key id or a token key this instance does not
-//     know (at most once a second), and before using a snapshot older than
-//     ServerKeyGrace (keyFor).
+//     know (reloadRateLimited: at once after a reload that found a newer
+//     ring, else at most every 100ms; requests meanwhile wait for the reload
+//     in flight), and before using a snapshot older than ServerKeyGrace
+//     (keyFor).
 
 // defaultRingPollInterval is Options.RingPollInterval's default: well
 // inside the client's default heartbeat interval (1m).

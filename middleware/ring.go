@@ -229,22 +229,65 @@ func (m *Middleware) openMessage(sk *serverKey, from crypto.PublicKey, info stri
 	return sk.suite.Open(sk.private, from, []byte(info), aad, ct)
 }
 
-// reloadRateLimited reloads the ring at most once per second, for requests
-// naming a key id this instance does not know (another instance rotated).
-// It returns the reload's error (nil when it did not try).
+// unknownKeyReloadInterval is the least time between two reloads of the
+// ring for requests naming a key id this instance does not know, after a
+// reload that found nothing new: it bounds the store reads that made-up key
+// ids can cause (10 a second per instance) without keeping a key another
+// instance just rotated in unknown for long.
+const unknownKeyReloadInterval = 100 * time.Millisecond
+
+// forcedReload is a reload in flight for requests naming an unknown key id;
+// requests arriving meanwhile wait for it rather than be refused.
+type forcedReload struct {
+	done chan struct{}
+	err  error
+}
+
+// reloadRateLimited reloads the ring for a request naming a key id (server
+// key or token key) this instance does not know — another instance may have
+// rotated. Requests arriving while such a reload is in flight wait for it.
+// After a reload that found a newer ring the next one may run at once (a
+// key named by a client was in the store before the client could learn it,
+// so a reload from now finds it); after one that found nothing new, the
+// next waits unknownKeyReloadInterval. It returns the reload's error (nil
+// when it did not try).
 func (m *Middleware) reloadRateLimited(ctx context.Context) error {
 	m.reloadMu.Lock()
-	if m.now().Sub(m.lastReload) < time.Second {
+	if f := m.forced; f != nil {
+		m.reloadMu.Unlock()
+		select {
+		case <-f.done:
+			return f.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if m.now().Sub(m.lastReload) < unknownKeyReloadInterval {
 		m.reloadMu.Unlock()
 		return nil
 	}
+	f := &forcedReload{done: make(chan struct{})}
+	m.forced = f
 	m.lastReload = m.now()
-	m.reloadMu.Unlock()
-	if err := m.reload(ctx); err != nil {
-		m.log.Warn("dynkey: reloading the key ring", "err", err)
-		return err
+	var before uint64
+	if r := m.ring.Load(); r != nil {
+		before = r.version
 	}
-	return nil
+	m.reloadMu.Unlock()
+
+	f.err = m.reload(ctx)
+
+	m.reloadMu.Lock()
+	m.forced = nil
+	if f.err == nil && m.ring.Load().version != before {
+		m.lastReload = time.Time{} // it found something: no wait for the next
+	}
+	m.reloadMu.Unlock()
+	close(f.done)
+	if f.err != nil {
+		m.log.Warn("dynkey: reloading the key ring", "err", f.err)
+	}
+	return f.err
 }
 
 // updateRing applies change to the stored ring with compare-and-swap,

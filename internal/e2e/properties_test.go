@@ -26,7 +26,7 @@ package e2e
 // Every request the test builds by hand has its outcome predicted exactly
 // (the order of checks of docs/PROTOCOL.md §11); the only tolerance is for
 // an instance that has never loaded a key another instance created (its
-// reload on an unknown id is rate-limited to once a second), which the test
+// reload on an unknown id is rate-limited), which the test
 // sees through a store wrapper recording the newest ring each instance read.
 //
 // Replay a failure with the seed it logs:

@@ -383,13 +383,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		in.signal(syscall.SIGTERM)
 	}
 	insts = nil
-	twice, err := handledTwice(handled)
+	twice, ranUnknown, err := handledTwice(handled)
 	if err != nil {
 		return err
 	}
 	serverRotations := d1.Epoch - d0.Epoch
-	say("[cluster] retried idempotent PUTs: %d; failed with an unknown outcome (POST cut off by a fault, not re-run): %d; POST handlers run twice: %d",
-		retried.Load(), unknown.Load(), twice)
+	say("[cluster] retried idempotent PUTs: %d; failed with an unknown outcome (POST cut off by a fault, not re-run): %d (handler ran for %d); POST handlers run twice: %d",
+		retried.Load(), unknown.Load(), ranUnknown, twice)
 	if failed.Load() > 0 {
 		say("[cluster] failures: %s", &failures)
 	}
@@ -407,12 +407,26 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // sent again — a new message, the same request id — up to 3 times; a POST
 // never is: its outcome is unknown and it is reported as failed.
 func call(ctx context.Context, hc *http.Client, base, method string, i int) (ok, outcomeUnknown bool, tries int) {
-	ok, outcomeUnknown, tries, why := call1(ctx, hc, base, method, i)
+	idb := make([]byte, 12)
+	_, _ = rand.Read(idb)
+	id := hex.EncodeToString(idb)
+	ok, outcomeUnknown, tries, why := call1(ctx, hc, base, method, i, id)
 	if !ok {
 		failures.note(method + " " + why)
+		if outcomeUnknown && method == http.MethodPost {
+			unknownMu.Lock()
+			unknownIDs = append(unknownIDs, id)
+			unknownMu.Unlock()
+		}
 	}
 	return ok, outcomeUnknown, tries
 }
+
+// unknownIDs are the request ids of the POSTs whose outcome is unknown.
+var (
+	unknownMu  sync.Mutex
+	unknownIDs []string
+)
 
 // failures counts the failed requests by reason, for the report.
 var failures reasons
@@ -442,10 +456,8 @@ func (r *reasons) String() string {
 	return strings.Join(parts, "; ")
 }
 
-func call1(ctx context.Context, hc *http.Client, base, method string, i int) (ok, outcomeUnknown bool, tries int, why string) {
-	idb := make([]byte, 12)
-	_, _ = rand.Read(idb)
-	in := echoRequest{ID: hex.EncodeToString(idb), Client: i}
+func call1(ctx context.Context, hc *http.Client, base, method string, i int, id string) (ok, outcomeUnknown bool, tries int, why string) {
+	in := echoRequest{ID: id, Client: i}
 	body, _ := json.Marshal(in)
 	for tries = 1; ; tries++ {
 		req, err := http.NewRequestWithContext(ctx, method, base+"/api/echo", bytes.NewReader(body))
@@ -554,11 +566,12 @@ func (f *failover) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // handledTwice counts the POST request ids that a handler ran for more than
-// once.
-func handledTwice(path string) (int, error) {
+// once, and, of the POSTs whose outcome was unknown to their caller, those
+// whose handler did run.
+func handledTwice(path string) (twice, ranUnknown int, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	seen := map[string]int{}
 	for _, line := range strings.Split(string(b), "\n") {
@@ -567,13 +580,19 @@ func handledTwice(path string) (int, error) {
 			seen[f[1]]++
 		}
 	}
-	n := 0
 	for _, c := range seen {
 		if c > 1 {
-			n++
+			twice++
 		}
 	}
-	return n, nil
+	unknownMu.Lock()
+	defer unknownMu.Unlock()
+	for _, id := range unknownIDs {
+		if seen[id] > 0 {
+			ranUnknown++
+		}
+	}
+	return twice, ranUnknown, nil
 }
 
 // redactURL hides a password in a store URL.

@@ -1,0 +1,129 @@
+package dynkeyfiberv2_test
+
+import (
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/stretchr/testify/require"
+
+	dynkeyfiberv2 "github.com/dynkey/dynkey/adapters/fiberv2"
+	"github.com/dynkey/dynkey/adapters/internal/fibertest"
+	"github.com/dynkey/dynkey/middleware"
+)
+
+// serve runs app on ln until the test ends.
+func serve(t *testing.T, app *fiber.App, ln net.Listener) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = app.Listener(ln)
+	}()
+	t.Cleanup(func() {
+		_ = app.Shutdown()
+		<-done
+	})
+}
+
+// routes registers the suite's routes (see fibertest.Start) behind protect.
+func routes(app *fiber.App, protect, optional fiber.Handler, hits *atomic.Int64) {
+	app.Get("/public", func(c *fiber.Ctx) error { return c.SendString("public ok") })
+	api := app.Group("/api", protect)
+	api.Post("/echo", func(c *fiber.Ctx) error {
+		hits.Add(1)
+		s, _ := dynkeyfiberv2.FromContext(c)
+		cs, _ := middleware.FromContext(c.UserContext())
+		user, ctxUser := "", ""
+		if s != nil {
+			user = s.Username
+		}
+		if cs != nil {
+			ctxUser = cs.Username
+		}
+		return c.Status(http.StatusCreated).JSON(fiber.Map{"user": user, "ctx_user": ctxUser,
+			"ct": c.Get("Content-Type"), "body": string(c.Body()), "secret": fibertest.RespMarker})
+	})
+	api.Get("/items/:id", func(c *fiber.Ctx) error {
+		hits.Add(1)
+		user := ""
+		if s, ok := dynkeyfiberv2.FromContext(c); ok {
+			user = s.Username
+		}
+		return c.JSON(fiber.Map{"id": c.Params("id"), "q": c.Query("q"), "user": user, "secret": fibertest.RespMarker})
+	})
+	api.Delete("/items/:id", func(c *fiber.Ctx) error {
+		hits.Add(1)
+		return c.SendStatus(http.StatusNoContent)
+	})
+	api.Get("/fail", func(c *fiber.Ctx) error {
+		hits.Add(1)
+		return fiber.NewError(http.StatusTeapot, fibertest.RespMarker+" teapot")
+	})
+	api.Get("/skip", func(c *fiber.Ctx) error { return c.SendString("skipped") })
+	app.Post("/opt/echo", optional, func(c *fiber.Ctx) error {
+		_, ok := dynkeyfiberv2.FromContext(c)
+		return c.JSON(fiber.Map{"encrypted": ok, "body": string(c.Body())})
+	})
+}
+
+func start(t *testing.T, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	dynkeyfiberv2.Mount(app, m)
+	protect := dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m,
+		Next: func(c *fiber.Ctx) bool { return c.Path() == "/api/skip" }})
+	routes(app, protect, dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m, Optional: true}), hits)
+	serve(t, app, ln)
+}
+
+// TestFiber runs the end-to-end suite: login, encrypted POST, GET through
+// the header, HEAD, DELETE, a handler error sealed, refusals with their
+// codes, 405 + Allow on the endpoints, Next, optional mode, rotations.
+func TestFiber(t *testing.T) { fibertest.Run(t, start) }
+
+// TestFiberWholeApp: app.Use(New(…)) protects the whole app and serves the
+// endpoints without Mount; an unknown route keeps Fiber's 404, sealed.
+func TestFiberWholeApp(t *testing.T) {
+	fibertest.Run(t, func(t *testing.T, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
+		app := fiber.New(fiber.Config{DisableStartupMessage: true})
+		app.Use(dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m, Next: func(c *fiber.Ctx) bool {
+			return c.Path() == "/api/skip" || c.Path() == "/public" || c.Path() == "/opt/echo"
+		}}))
+		routes(app, func(c *fiber.Ctx) error { return c.Next() },
+			dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m, Optional: true}), hits)
+		serve(t, app, ln)
+	})
+}
+
+// TestNoPlaintextOnTheWire captures every byte between the client and the
+// Fiber app and finds neither the handlers' answers nor the request bodies.
+func TestNoPlaintextOnTheWire(t *testing.T) { fibertest.RequireNoLeak(t, start) }
+
+// TestLeakDetectorCatchesAdaptor proves the capture above would catch the
+// leak it is for: with adaptor.HTTPMiddleware(m.Handler) — the wrong way to
+// put dynkey in front of Fiber — the handler's answer crosses the wire in
+// plaintext, and the capture sees it.
+func TestLeakDetectorCatchesAdaptor(t *testing.T) {
+	m := fibertest.NewMiddleware(t)
+	ln := fibertest.Listen(t)
+	var hits atomic.Int64
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	dynkeyfiberv2.Mount(app, m)
+	wrong := adaptor.HTTPMiddleware(m.Handler)
+	routes(app, wrong, wrong, &hits)
+	serve(t, app, ln)
+	got := fibertest.Capture(t, "http://"+ln.Addr().String(), m)
+	require.NotZero(t, hits.Load())
+	require.Contains(t, string(got), fibertest.RespMarker, "the adaptor's plaintext leak was not seen on the wire")
+}
+
+func TestMountNeedsRoot(t *testing.T) {
+	m := fibertest.NewMiddleware(t)
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	require.Panics(t, func() { dynkeyfiberv2.Mount(app.Group("/v1"), m) })
+	require.NotPanics(t, func() { dynkeyfiberv2.Mount(app.Group("/"), m) })
+	require.Panics(t, func() { dynkeyfiberv2.New() })
+}

@@ -53,7 +53,8 @@ const (
 //     "body": string(c.Body())}.
 type Start func(t *testing.T, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64)
 
-// Env is a running app with dynkey and a client.
+// Env is a running app with dynkey and a client; Env is the client's
+// transport, recording what crossed the wire.
 type Env struct {
 	URL  string
 	M    *middleware.Middleware
@@ -71,6 +72,7 @@ type tap struct {
 	reqBodyLen                 int64
 }
 
+// RoundTrip sends r over http.DefaultTransport and records it.
 func (e *Env) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
 	e.tap.mu.Lock()
@@ -108,8 +110,8 @@ func Listen(t *testing.T) net.Listener {
 	return ln
 }
 
-// NewEnv starts the app and a client pinned to its identity key, through
-// base (the app's URL, or a proxy in front of it) if not "".
+// NewEnv starts the app on loopback and a client pinned to its identity
+// key.
 func NewEnv(t *testing.T, start Start) *Env {
 	t.Helper()
 	e := &Env{M: NewMiddleware(t)}
@@ -227,6 +229,22 @@ func Run(t *testing.T, start Start) {
 		resp, body := Do(t, plain, "POST", e.URL+"/api/echo", wire.MediaType, "DK not an envelope")
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
 		require.Equal(t, wire.CodeBadFormat, problemCode(t, resp, body))
+		require.Equal(t, before, e.Hits.Load())
+	})
+
+	t.Run("EnvelopeInHeaderAndBodyRefused", func(t *testing.T) {
+		before := e.Hits.Load()
+		req, err := http.NewRequest("POST", e.URL+"/api/echo", strings.NewReader("DK body"))
+		require.NoError(t, err)
+		req.Header.Set(wire.EnvelopeHeader, "REsgaGVhZGVy")
+		req.Header.Set("Content-Type", wire.MediaType)
+		resp, err := plain.Do(req)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(b))
+		require.Equal(t, wire.CodeBadFormat, problemCode(t, resp, string(b)))
 		require.Equal(t, before, e.Hits.Load())
 	})
 

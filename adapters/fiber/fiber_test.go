@@ -8,11 +8,14 @@ import (
 
 	"github.com/gofiber/fiber/v3"
 	"github.com/gofiber/fiber/v3/middleware/adaptor"
+	"github.com/gofiber/fiber/v3/middleware/cors"
+	"github.com/gofiber/fiber/v3/middleware/recover"
 	"github.com/stretchr/testify/require"
 
 	dynkeyfiber "github.com/dynkey/dynkey/adapters/fiber"
 	"github.com/dynkey/dynkey/adapters/internal/fibertest"
 	"github.com/dynkey/dynkey/middleware"
+	"github.com/dynkey/dynkey/wire"
 )
 
 // serve runs app on ln until the test ends.
@@ -126,4 +129,46 @@ func TestMountNeedsRoot(t *testing.T) {
 	require.Panics(t, func() { dynkeyfiber.Mount(app.Group("/v1"), m) })
 	require.NotPanics(t, func() { dynkeyfiber.Mount(app.Group("/"), m) })
 	require.Panics(t, func() { dynkeyfiber.New() })
+}
+
+// TestFiberCORS: Fiber's own cors middleware in front of dynkey answers
+// preflights (dynkey never sees them) and its headers reach sealed responses
+// and refusals alike.
+func TestFiberCORS(t *testing.T) {
+	fibertest.RunCORS(t, func(t *testing.T, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
+		app := fiber.New()
+		app.Use(cors.New(cors.Config{AllowOrigins: []string{fibertest.Origin}, AllowHeaders: []string{"Content-Type", wire.EnvelopeHeader},
+			ExposeHeaders: []string{wire.StatusHeader, wire.ResponseHeader, wire.ProblemHeader}}))
+		dynkeyfiber.Mount(app, m)
+		protect := dynkeyfiber.New(dynkeyfiber.Config{Middleware: m})
+		routes(app, protect, dynkeyfiber.New(dynkeyfiber.Config{Middleware: m, Optional: true}), hits)
+		serve(t, app, ln)
+	})
+}
+
+// TestPanicLeavesNoPlaintext: a handler that wrote its answer and then
+// panicked, with recover outside dynkey and an ErrorHandler that only sets
+// the status (SendStatus keeps a body already written), does not send that
+// answer in plaintext: the adapter drops the unsealed body on the way out.
+func TestPanicLeavesNoPlaintext(t *testing.T) {
+	m := fibertest.NewMiddleware(t)
+	ln := fibertest.Listen(t)
+	app := fiber.New(fiber.Config{ErrorHandler: func(c fiber.Ctx, err error) error {
+		return c.SendStatus(http.StatusInternalServerError)
+	}})
+	app.Use(recover.New())
+	dynkeyfiber.Mount(app, m)
+	var hits atomic.Int64
+	app.Post("/api/x", dynkeyfiber.New(dynkeyfiber.Config{Middleware: m}), func(c fiber.Ctx) error {
+		hits.Add(1)
+		_ = c.SendString(fibertest.RespMarker)
+		panic("boom")
+	})
+	serve(t, app, ln)
+	got := fibertest.Wire(t, "http://"+ln.Addr().String(), m, func(try func(method, path, ct, body string), _ *http.Client, _ string) {
+		try("POST", "/api/x", "text/plain", "x")
+	})
+	require.Equal(t, int64(1), hits.Load())
+	require.Contains(t, string(got), "500 Internal Server Error")
+	require.NotContains(t, string(got), fibertest.RespMarker, "the panicking handler's answer crossed the wire in plaintext")
 }

@@ -331,6 +331,23 @@ func Run(t *testing.T, start Start) {
 // Client errors are ignored: a leaking adapter may also break the client.
 func Capture(t *testing.T, base string, m *middleware.Middleware) []byte {
 	t.Helper()
+	return Wire(t, base, m, func(try func(method, path, ct, body string), plain *http.Client, proxy string) {
+		try("POST", "/api/echo", "application/json", `{"msg":"`+ReqMarker+`"}`)
+		try("GET", "/api/items/9?q=x", "", "")
+		try("GET", "/api/fail", "", "")
+		if resp, err := plain.Get(proxy + "/public"); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}
+
+// Wire returns every byte exchanged, both ways, through a proxy on loopback
+// in front of base while script runs: try sends a request with a dynkey
+// client pinned to m (its errors ignored), plain is an ordinary client and
+// proxy the proxy's URL.
+func Wire(t *testing.T, base string, m *middleware.Middleware, script func(try func(method, path, ct, body string), plain *http.Client, proxy string)) []byte {
+	t.Helper()
 	ln := Listen(t)
 	backend := strings.TrimPrefix(base, "http://")
 	var mu sync.Mutex
@@ -366,25 +383,20 @@ func Capture(t *testing.T, base string, m *middleware.Middleware) []byte {
 	hc := c.HTTPClient()
 	hc.Timeout = 5 * time.Second
 	try := func(method, path, ct, body string) {
-		req, _ := http.NewRequestWithContext(context.Background(), method, proxy+path, strings.NewReader(body))
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, _ := http.NewRequestWithContext(context.Background(), method, proxy+path, rd)
 		if ct != "" {
 			req.Header.Set("Content-Type", ct)
-		}
-		if body == "" {
-			req.Body, req.ContentLength = nil, 0
 		}
 		if resp, err := hc.Do(req); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
 	}
-	try("POST", "/api/echo", "application/json", `{"msg":"`+ReqMarker+`"}`)
-	try("GET", "/api/items/9?q=x", "", "")
-	try("GET", "/api/fail", "", "")
-	if resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(proxy + "/public"); err == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	script(try, &http.Client{Transport: tr, Timeout: 5 * time.Second}, proxy)
 	c.Close()
 	tr.CloseIdleConnections()
 	ln.Close()
@@ -413,4 +425,61 @@ func RequireNoLeak(t *testing.T, start Start) {
 	require.NotZero(t, hits.Load(), "no protected handler ran")
 	require.NotContains(t, string(got), RespMarker, "a handler's answer crossed the wire in plaintext")
 	require.NotContains(t, string(got), ReqMarker, "a request body crossed the wire in plaintext")
+}
+
+// Origin is the page origin of [RunCORS].
+const Origin = "http://page.example"
+
+// RunCORS checks that the framework's own CORS middleware works in front of
+// dynkey. start builds the app of [Start] with Fiber's cors middleware first
+// (app.Use), allowing Origin and the Dynkey-Envelope request header and
+// exposing Dynkey-Status, Dynkey-Response and Dynkey-Problem.
+func RunCORS(t *testing.T, start Start) {
+	e := NewEnv(t, start)
+	plain := &http.Client{Timeout: 10 * time.Second}
+	send := func(hc *http.Client, method, path string, h map[string]string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, e.URL+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Origin", Origin)
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp, string(b)
+	}
+
+	t.Run("PreflightPassesUntouched", func(t *testing.T) {
+		before := e.Hits.Load()
+		resp, body := send(plain, "OPTIONS", "/api/items/1", map[string]string{
+			"Access-Control-Request-Method":  "GET",
+			"Access-Control-Request-Headers": "dynkey-envelope",
+		})
+		require.Equal(t, http.StatusNoContent, resp.StatusCode, body)
+		require.Equal(t, Origin, resp.Header.Get("Access-Control-Allow-Origin"))
+		require.Contains(t, strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "dynkey-envelope")
+		require.Empty(t, resp.Header.Get(wire.ProblemHeader), "dynkey answered the preflight")
+		require.Equal(t, before, e.Hits.Load())
+	})
+
+	t.Run("SealedResponseCarriesCORS", func(t *testing.T) {
+		resp, body := send(e.HC, "GET", "/api/items/5?q=z", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		require.Contains(t, body, `"q":"z"`)
+		require.Equal(t, Origin, resp.Header.Get("Access-Control-Allow-Origin"))
+		require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), wire.StatusHeader)
+		_, _, ct := e.last()
+		require.Equal(t, wire.MediaType, ct)
+	})
+
+	t.Run("RefusalCarriesCORS", func(t *testing.T) {
+		resp, body := send(plain, "GET", "/api/items/5", nil)
+		require.Equal(t, wire.CodeNotEncrypted, problemCode(t, resp, body))
+		require.Equal(t, Origin, resp.Header.Get("Access-Control-Allow-Origin"), "the page cannot read the problem")
+		require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), wire.ProblemHeader)
+	})
 }

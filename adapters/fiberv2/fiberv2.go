@@ -122,14 +122,7 @@ func Mount(r fiber.Router, m *middleware.Middleware) {
 	if g, ok := r.(*fiber.Group); ok && strings.Trim(g.Prefix, "/") != "" {
 		panic("dynkeyfiberv2: Mount needs the app or a group at \"/\", not " + g.Prefix)
 	}
-	h := func(c *fiber.Ctx) error {
-		resp, ok := m.ServeEndpoint(c.UserContext(), request(c))
-		if !ok {
-			return fiber.ErrNotFound
-		}
-		write(c, resp)
-		return nil
-	}
+	h := New(Config{Middleware: m}) // serves the endpoints on their paths
 	for _, p := range []string{wire.PathKeys, wire.PathLogin, wire.PathHeartbeat} {
 		r.All(p, h)
 	}

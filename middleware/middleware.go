@@ -11,11 +11,17 @@
 //
 // # Use
 //
-//	m, err := middleware.New(middleware.Options{Store: st, Authenticator: users})
+//	m, err := middleware.New(middleware.Options{Store: st, Authenticator: users, KeyEncryptionKey: kek})
 //	mux.Handle("/dynkey/", m.Endpoints())
 //	mux.Handle("/.well-known/dynkey/", m.Endpoints())
-//	mux.Handle("/api/", m.Handler(api))
+//	mux.Handle("/api/", m.Handler(api))          // a protected group
+//	mux.Handle("/v1/legacy/", m.Optional(legacy)) // plain requests accepted too
 //	defer m.Close()
+//
+// Or protect the whole application, endpoints included, keeping some
+// routes public with Options.Next:
+//
+//	http.ListenAndServe(addr, m.Handler(mux))
 //
 // # The byte-level core
 //

@@ -3,6 +3,7 @@ package dynkeyfiberv2_test
 import (
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -19,7 +20,7 @@ import (
 )
 
 // serve runs app on ln until the test ends.
-func serve(t *testing.T, app *fiber.App, ln net.Listener) {
+func serve(t testing.TB, app *fiber.App, ln net.Listener) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -73,7 +74,7 @@ func routes(app *fiber.App, protect, optional fiber.Handler, hits *atomic.Int64)
 	})
 }
 
-func start(t *testing.T, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
+func start(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	dynkeyfiberv2.Mount(app, m)
 	protect := dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m,
@@ -90,7 +91,7 @@ func TestFiber(t *testing.T) { fibertest.Run(t, start) }
 // TestFiberWholeApp: app.Use(New(…)) protects the whole app and serves the
 // endpoints without Mount; an unknown route keeps Fiber's 404, sealed.
 func TestFiberWholeApp(t *testing.T) {
-	fibertest.Run(t, func(t *testing.T, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
+	fibertest.Run(t, func(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
 		app := fiber.New(fiber.Config{DisableStartupMessage: true})
 		app.Use(dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m, Next: func(c *fiber.Ctx) bool {
 			return c.Path() == "/api/skip" || c.Path() == "/public" || c.Path() == "/opt/echo"
@@ -135,7 +136,7 @@ func TestMountNeedsRoot(t *testing.T) {
 // preflights (dynkey never sees them) and its headers reach sealed responses
 // and refusals alike.
 func TestFiberCORS(t *testing.T) {
-	fibertest.RunCORS(t, func(t *testing.T, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
+	fibertest.RunCORS(t, func(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
 		app := fiber.New(fiber.Config{DisableStartupMessage: true})
 		app.Use(cors.New(cors.Config{AllowOrigins: fibertest.Origin, AllowHeaders: "Content-Type, " + wire.EnvelopeHeader,
 			ExposeHeaders: wire.StatusHeader + ", " + wire.ResponseHeader + ", " + wire.ProblemHeader}))
@@ -171,4 +172,20 @@ func TestPanicLeavesNoPlaintext(t *testing.T) {
 	require.Equal(t, int64(1), hits.Load())
 	require.Contains(t, string(got), "500 Internal Server Error")
 	require.NotContains(t, string(got), fibertest.RespMarker, "the panicking handler's answer crossed the wire in plaintext")
+}
+
+// BenchmarkSealedPOST: one encrypted POST with a 1 KiB JSON body and its
+// sealed answer, client and Fiber app on loopback (login excluded).
+func BenchmarkSealedPOST(b *testing.B) {
+	e := fibertest.NewEnv(b, start)
+	body := `{"msg":"` + strings.Repeat("x", 1024) + `"}`
+	fibertest.Do(b, e.HC, "POST", e.URL+"/api/echo", "application/json", body) // log in
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, out := fibertest.Do(b, e.HC, "POST", e.URL+"/api/echo", "application/json", body)
+		if resp.StatusCode != http.StatusCreated {
+			b.Fatalf("%d %s", resp.StatusCode, out)
+		}
+	}
 }

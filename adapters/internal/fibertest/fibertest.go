@@ -51,7 +51,7 @@ const (
 //   - POST /opt/echo under the adapter in optional mode → 200 JSON
 //     {"encrypted": whether the adapter's accessor found a session,
 //     "body": string(c.Body())}.
-type Start func(t *testing.T, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64)
+type Start func(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64)
 
 // Env is a running app with dynkey and a client; Env is the client's
 // transport, recording what crossed the wire.
@@ -92,7 +92,7 @@ func (e *Env) last() (envHeader string, bodyLen int64, ct string) {
 }
 
 // NewMiddleware returns a memory-backed dynkey server with user alice/pw.
-func NewMiddleware(t *testing.T) *middleware.Middleware {
+func NewMiddleware(t testing.TB) *middleware.Middleware {
 	t.Helper()
 	users := auth.NewArgon2id(auth.Params{Time: 1, MemoryKiB: 1024, Threads: 1, SaltLen: 16, KeyLen: 32})
 	require.NoError(t, users.AddUser("alice", "pw"))
@@ -103,7 +103,7 @@ func NewMiddleware(t *testing.T) *middleware.Middleware {
 }
 
 // Listen returns a loopback listener.
-func Listen(t *testing.T) net.Listener {
+func Listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -112,7 +112,7 @@ func Listen(t *testing.T) net.Listener {
 
 // NewEnv starts the app on loopback and a client pinned to its identity
 // key.
-func NewEnv(t *testing.T, start Start) *Env {
+func NewEnv(t testing.TB, start Start) *Env {
 	t.Helper()
 	e := &Env{M: NewMiddleware(t)}
 	ln := Listen(t)
@@ -123,7 +123,7 @@ func NewEnv(t *testing.T, start Start) *Env {
 	return e
 }
 
-func newClient(t *testing.T, base string, m *middleware.Middleware, rt http.RoundTripper) *client.Client {
+func newClient(t testing.TB, base string, m *middleware.Middleware, rt http.RoundTripper) *client.Client {
 	t.Helper()
 	c, err := client.New(client.Config{BaseURL: base, Username: "alice", Password: "pw", HeartbeatInterval: -1,
 		Transport: rt, IdentityKey: m.IdentityPublicKey()})
@@ -133,7 +133,7 @@ func newClient(t *testing.T, base string, m *middleware.Middleware, rt http.Roun
 }
 
 // Do sends a request with hc and returns the response and its body.
-func Do(t *testing.T, hc *http.Client, method, url, ct, body string) (*http.Response, string) {
+func Do(t testing.TB, hc *http.Client, method, url, ct, body string) (*http.Response, string) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {

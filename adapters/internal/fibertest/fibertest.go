@@ -186,6 +186,10 @@ func Run(t *testing.T, start Start) {
 		require.NotEmpty(t, env, "the GET did not carry the Dynkey-Envelope header")
 		require.LessOrEqual(t, n, int64(0), "the GET had a body")
 		require.Equal(t, wire.MediaType, ct)
+		// The path is bound as sent, still escaped (not Fiber's decoded one).
+		resp, body = Do(t, e.HC, "GET", e.URL+"/api/items/caf%C3%A9%20x?q=a%26b", "", "")
+		require.Equal(t, http.StatusOK, resp.StatusCode, body)
+		require.Contains(t, body, `"q":"a\u0026b"`)
 	})
 
 	t.Run("HEAD", func(t *testing.T) {

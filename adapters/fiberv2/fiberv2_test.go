@@ -89,17 +89,23 @@ func start(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic
 func TestFiber(t *testing.T) { fibertest.Run(t, start) }
 
 // TestFiberWholeApp: app.Use(New(…)) protects the whole app and serves the
-// endpoints without Mount; an unknown route keeps Fiber's 404, sealed.
+// endpoints without Mount, also with UnescapePath; an unknown route keeps
+// Fiber's 404, sealed.
 func TestFiberWholeApp(t *testing.T) {
-	fibertest.Run(t, func(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
-		app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	start := func(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
+		app := fiber.New(fiber.Config{DisableStartupMessage: true, UnescapePath: true}) // routes on the decoded path; dynkey binds the escaped one
 		app.Use(dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m, Next: func(c *fiber.Ctx) bool {
 			return c.Path() == "/api/skip" || c.Path() == "/public" || c.Path() == "/opt/echo"
 		}}))
 		routes(app, func(c *fiber.Ctx) error { return c.Next() },
 			dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m, Optional: true}), hits)
 		serve(t, app, ln)
-	})
+	}
+	fibertest.Run(t, start)
+	e := fibertest.NewEnv(t, start)
+	resp, body := fibertest.Do(t, e.HC, "GET", e.URL+"/nope", "", "")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, body) // the client accepts only sealed answers
+	require.Contains(t, []string{"Cannot GET /nope", "Not Found"}, body)
 }
 
 // TestNoPlaintextOnTheWire captures every byte between the client and the

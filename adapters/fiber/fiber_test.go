@@ -145,7 +145,7 @@ func TestFiberCORS(t *testing.T) {
 	fibertest.RunCORS(t, func(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
 		app := fiber.New()
 		app.Use(cors.New(cors.Config{AllowOrigins: []string{fibertest.Origin}, AllowHeaders: []string{"Content-Type", wire.EnvelopeHeader},
-			ExposeHeaders: []string{wire.StatusHeader, wire.ResponseHeader, wire.ProblemHeader}}))
+			ExposeHeaders: wire.ExposedHeaders()}))
 		dynkeyfiber.Mount(app, m)
 		protect := dynkeyfiber.New(dynkeyfiber.Config{Middleware: m})
 		routes(app, protect, dynkeyfiber.New(dynkeyfiber.Config{Middleware: m, Optional: true}), hits)

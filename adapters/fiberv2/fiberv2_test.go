@@ -145,7 +145,7 @@ func TestFiberCORS(t *testing.T) {
 	fibertest.RunCORS(t, func(t testing.TB, ln net.Listener, m *middleware.Middleware, hits *atomic.Int64) {
 		app := fiber.New(fiber.Config{DisableStartupMessage: true})
 		app.Use(cors.New(cors.Config{AllowOrigins: fibertest.Origin, AllowHeaders: "Content-Type, " + wire.EnvelopeHeader,
-			ExposeHeaders: wire.StatusHeader + ", " + wire.ResponseHeader + ", " + wire.ProblemHeader}))
+			ExposeHeaders: strings.Join(wire.ExposedHeaders(), ", ")}))
 		dynkeyfiberv2.Mount(app, m)
 		protect := dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m})
 		routes(app, protect, dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m, Optional: true}), hits)

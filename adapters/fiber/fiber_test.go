@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gofiber/fiber/v3"
 	"github.com/gofiber/fiber/v3/middleware/adaptor"
@@ -195,3 +196,24 @@ func BenchmarkSealedPOST(b *testing.B) {
 		}
 	}
 }
+
+// TestTrickledBodyCutOff: Fiber's ReadTimeout (not dynkey's) cuts off an
+// envelope trickled to a protected route or to login. Verified: without
+// ReadTimeout the connection was still open at the 5s bound.
+func TestTrickledBodyCutOff(t *testing.T) {
+	m := fibertest.NewMiddleware(t)
+	ln := fibertest.Listen(t)
+	app := fiber.New(fiber.Config{ReadTimeout: trickleTimeout})
+	dynkeyfiber.Mount(app, m)
+	var hits atomic.Int64
+	app.Post("/api/x", dynkeyfiber.New(dynkeyfiber.Config{Middleware: m}), func(c fiber.Ctx) error {
+		hits.Add(1)
+		return c.SendString("ran")
+	})
+	serve(t, app, ln)
+	for _, path := range []string{"/api/x", wire.PathLogin} {
+		fibertest.RequireTrickleCutOff(t, ln.Addr().String(), path, &hits)
+	}
+}
+
+const trickleTimeout = 200 * time.Millisecond

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
@@ -193,5 +194,24 @@ func BenchmarkSealedPOST(b *testing.B) {
 		if resp.StatusCode != http.StatusCreated {
 			b.Fatalf("%d %s", resp.StatusCode, out)
 		}
+	}
+}
+
+// TestTrickledBodyCutOff: Fiber's ReadTimeout (not dynkey's) cuts off an
+// envelope trickled to a protected route or to login. Verified: without
+// ReadTimeout the connection was still open at the 5s bound.
+func TestTrickledBodyCutOff(t *testing.T) {
+	m := fibertest.NewMiddleware(t)
+	ln := fibertest.Listen(t)
+	app := fiber.New(fiber.Config{DisableStartupMessage: true, ReadTimeout: 200 * time.Millisecond})
+	dynkeyfiberv2.Mount(app, m)
+	var hits atomic.Int64
+	app.Post("/api/x", dynkeyfiberv2.New(dynkeyfiberv2.Config{Middleware: m}), func(c *fiber.Ctx) error {
+		hits.Add(1)
+		return c.SendString("ran")
+	})
+	serve(t, app, ln)
+	for _, path := range []string{"/api/x", wire.PathLogin} {
+		fibertest.RequireTrickleCutOff(t, ln.Addr().String(), path, &hits)
 	}
 }

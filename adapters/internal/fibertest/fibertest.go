@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -488,4 +489,38 @@ func RunCORS(t *testing.T, start Start) {
 		require.Equal(t, Origin, resp.Header.Get("Access-Control-Allow-Origin"), "the page cannot read the problem")
 		require.Contains(t, resp.Header.Get("Access-Control-Expose-Headers"), wire.ProblemHeader)
 	})
+}
+
+// RequireTrickleCutOff sends a protected route (path) at addr an envelope
+// trickled a byte every 20ms and requires the server to close the
+// connection before a 5s bound, without running a handler: on fasthttp the
+// app's read timeout bounds the body (dynkey's Options.ReadTimeout cannot).
+func RequireTrickleCutOff(t *testing.T, addr, path string, hits *atomic.Int64) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST "+path+" HTTP/1.1\r\nHost: x\r\nContent-Type: application/dynkey\r\nContent-Length: 5000\r\n\r\nDK")
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				if _, err := conn.Write([]byte{0}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	b, err := io.ReadAll(conn)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the connection was still open at the 5s bound; got %q", b)
+	}
+	require.Zero(t, hits.Load(), "a handler ran")
 }

@@ -96,9 +96,6 @@ func New(config ...Config) fiber.Handler {
 		}
 		resp := c.Response()
 		body, err := resp.BodyUncompressed() // a compress middleware inside: seal the content
-		if !wire.StatusCarriesBody(resp.StatusCode()) {
-			body = nil // as fasthttp sends none for 1xx, 204, 304
-		}
 		var out *middleware.Response
 		if err == nil {
 			out, err = o.Seal(resp.StatusCode(), string(resp.Header.ContentType()), body)

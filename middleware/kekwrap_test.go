@@ -16,6 +16,7 @@ import (
 
 	"github.com/dynkey/dynkey/store"
 	"github.com/dynkey/dynkey/store/memory"
+	"github.com/dynkey/dynkey/store/sqlite"
 )
 
 // kwAESGCM is a KeyWrapper whose key stays inside it, as a KMS key stays in
@@ -141,13 +142,23 @@ func TestKeyWrapper(t *testing.T) {
 
 	// Another KMS key: refused at start, the store unchanged.
 	before := mtSnapshot(t, st)
-	_, err = New(Options{Store: st, KeyWrapper: newKWAESGCM(t), MaintainInterval: -1, Logger: mtQuiet})
+	_, err = New(Options{Authenticator: mtUsers(t), Store: st, KeyWrapper: newKWAESGCM(t), MaintainInterval: -1, Logger: mtQuiet})
 	require.ErrorIs(t, err, ErrKEKUnwrap)
 	require.Equal(t, before, mtSnapshot(t, st))
 
 	// Both a raw key and a wrapper: a configuration error.
-	_, err = New(Options{Store: st, KeyWrapper: kms, KeyEncryptionKey: mtKEK(1), MaintainInterval: -1, Logger: mtQuiet})
+	_, err = New(Options{Authenticator: mtUsers(t), Store: st, KeyWrapper: kms, KeyEncryptionKey: mtKEK(1), MaintainInterval: -1, Logger: mtQuiet})
 	require.ErrorContains(t, err, "not both")
+
+	// A durable store needs a key-encryption key: a KeyWrapper is one.
+	lite, err := sqlite.Open(filepath.Join(t.TempDir(), "d.db"))
+	require.NoError(t, err)
+	defer lite.Close()
+	md, err := New(Options{Authenticator: mtUsers(t), Store: lite, KeyWrapper: kms, MaintainInterval: -1, Logger: mtQuiet})
+	require.NoError(t, err)
+	md.Close()
+	_, err = New(Options{Authenticator: mtUsers(t), Store: lite, KeyWrapper: (*kwAESGCM)(nil), MaintainInterval: -1, Logger: mtQuiet})
+	require.ErrorIs(t, err, ErrConfig)
 }
 
 // mtSnapshot returns the values of the keys dynkey keeps outside sessions.

@@ -517,8 +517,11 @@ func checkConfig(o *Options) error {
 	if o.Authenticator == nil || isNilPointer(o.Authenticator) {
 		return fmt.Errorf("%w: Authenticator is required (login checks passwords with it); e.g. auth.NewArgon2id", ErrConfig)
 	}
-	if _, isMem := o.Store.(*memory.Store); o.Store != nil && !isMem && o.KeyEncryptionKey == nil {
-		return fmt.Errorf("%w: KeyEncryptionKey is required with a durable store (%T): a random one would make the stored keys unreadable after a restart", ErrConfig, o.Store)
+	if o.KeyWrapper != nil && isNilPointer(o.KeyWrapper) {
+		return fmt.Errorf("%w: KeyWrapper is a nil %T", ErrConfig, o.KeyWrapper)
+	}
+	if _, isMem := o.Store.(*memory.Store); o.Store != nil && !isMem && o.KeyEncryptionKey == nil && o.KeyWrapper == nil {
+		return fmt.Errorf("%w: KeyEncryptionKey is required with a durable store (%T), or a KeyWrapper: a random one would make the stored keys unreadable after a restart", ErrConfig, o.Store)
 	}
 	if o.KeyEncryptionKey != nil && len(o.KeyEncryptionKey) != 32 {
 		return fmt.Errorf("%w: KeyEncryptionKey must be 32 bytes, not %d", ErrConfig, len(o.KeyEncryptionKey))

@@ -27,7 +27,7 @@ func TestUnknownKeyReload(t *testing.T) {
 	clk := newMTClock()
 	st := &mtCountingStore{Store: memory.New()}
 	open := func() *Middleware {
-		m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(8), MaintainInterval: -1, RingPollInterval: -1, Now: clk.Now, Logger: mtQuiet})
+		m, err := New(Options{Authenticator: mtUsers(t), Store: st, KeyEncryptionKey: mtKEK(8), MaintainInterval: -1, RingPollInterval: -1, Now: clk.Now, Logger: mtQuiet})
 		require.NoError(t, err)
 		t.Cleanup(func() { m.Close() })
 		return m

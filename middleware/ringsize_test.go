@@ -34,7 +34,7 @@ func TestRingSizeBoundedAtFastRotation(t *testing.T) {
 	)
 	clk := newMTClock()
 	st := memory.New()
-	m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(9), ServerPolicy: policy.MaxAge(step),
+	m, err := New(Options{Authenticator: mtUsers(t), Store: st, KeyEncryptionKey: mtKEK(9), ServerPolicy: policy.MaxAge(step),
 		ServerKeyGrace: grace, TokenTTL: ttl, TokenKeyRotation: tkRot,
 		MaintainInterval: -1, RingPollInterval: -1, Now: clk.Now, Logger: mtQuiet})
 	require.NoError(t, err)

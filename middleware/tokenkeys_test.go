@@ -60,7 +60,7 @@ func TestLegacyTokenKey(t *testing.T) {
 	st := memory.New()
 	kek := mtKEK(5)
 	const ttl = 2 * time.Hour
-	m, err := New(Options{Store: st, KeyEncryptionKey: kek, ServerKeyGrace: time.Minute, TokenTTL: ttl,
+	m, err := New(Options{Authenticator: mtUsers(t), Store: st, KeyEncryptionKey: kek, ServerKeyGrace: time.Minute, TokenTTL: ttl,
 		MaintainInterval: -1, RingPollInterval: -1, Now: clk.Now, Logger: mtQuiet})
 	require.NoError(t, err)
 	defer m.Close()

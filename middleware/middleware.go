@@ -311,7 +311,8 @@ type Middleware struct {
 	ring       atomic.Pointer[keyRing]
 	reloadMu   sync.Mutex
 	lastReload time.Time
-	forced     *forcedReload // under reloadMu (ring.go reloadRateLimited)
+	forced     *forcedReload  // under reloadMu (ring.go reloadRateLimited)
+	syncing    sync.WaitGroup // the goroutines of startSync (propagate.go)
 	// syncedAt is when the ring was last read from the store (UnixNano of
 	// m.now()), whether or not it had changed.
 	syncedAt atomic.Int64
@@ -437,6 +438,7 @@ func setDefault(d *time.Duration, def time.Duration) {
 func (m *Middleware) Close() error {
 	m.stopOnce.Do(func() { close(m.stop) })
 	<-m.done
+	m.syncing.Wait() // the ring's sync with the store (propagate.go)
 	return nil
 }
 

@@ -37,10 +37,10 @@ func (m *Middleware) startSync() {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
+	m.syncing.Go(func() {
 		<-m.stop
 		cancel()
-	}()
+	})
 	var changed <-chan struct{}
 	if watches {
 		changed = w.Watch(ctx, ringKey)
@@ -51,7 +51,7 @@ func (m *Middleware) startSync() {
 		tick = t.C
 		context.AfterFunc(ctx, func() { t.Stop() })
 	}
-	go func() {
+	m.syncing.Go(func() {
 		for {
 			select {
 			case <-ctx.Done():
@@ -73,5 +73,5 @@ func (m *Middleware) startSync() {
 			}
 			cancel()
 		}
-	}()
+	})
 }

@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynkey/dynkey/internal/testservers"
+	"github.com/dynkey/dynkey/middleware"
 	"github.com/dynkey/dynkey/store"
 	"github.com/dynkey/dynkey/store/memory"
 	"github.com/dynkey/dynkey/store/postgres"
@@ -216,4 +219,49 @@ func TestRoundTripsPerRequest(t *testing.T) {
 			require.Equal(t, int64(n), st.seen.Load(), "every request records its message id")
 		})
 	}
+}
+
+// TestCloseStopsSync: Close stops the ring's sync with the store — the
+// poll and the watch (a Redis subscription, a PostgreSQL LISTEN
+// connection) — and leaves no goroutine behind.
+func TestCloseStopsSync(t *testing.T) {
+	for _, s := range sharedStores {
+		t.Run(s.name, func(t *testing.T) {
+			st, _ := s.open(t)
+			o := baseOptions(t, newClock(), st)
+			o.RingPollInterval = 50 * time.Millisecond
+			cycle := func() {
+				m, err := middleware.New(o)
+				require.NoError(t, err)
+				time.Sleep(100 * time.Millisecond) // a poll or two, the watch established
+				require.NoError(t, m.Close())
+			}
+			// A first cycle starts the store's own lazy goroutines (pool
+			// connections, health checks); the second must add nothing.
+			cycle()
+			time.Sleep(200 * time.Millisecond)
+			base := runtime.NumGoroutine()
+			for range 3 {
+				cycle()
+			}
+			var now int
+			ok := assertEventuallyE2E(5*time.Second, func() bool { now = runtime.NumGoroutine(); return now <= base })
+			if !ok {
+				var b strings.Builder
+				_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+				t.Fatalf("goroutines left after Close: %d, before: %d\n%s", now, base, b.String())
+			}
+			t.Logf("goroutines after three New/Close cycles: %d (before: %d)", now, base)
+		})
+	}
+}
+
+// assertEventuallyE2E polls cond every 20ms until it holds or timeout passes.
+func assertEventuallyE2E(timeout time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }

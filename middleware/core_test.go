@@ -334,6 +334,7 @@ func TestErrorHandlerCannotChangeTheBody(t *testing.T) {
 		p.Header = append(p.Header, [2]string{"X-Sneaky", "1"})
 		return middleware.Header{
 			{"X-Request-Id", "abc"},
+			{"Allow", "DELETE"},
 			{"Content-Type", "text/html"},
 			{"cache-control", "max-age=3600"},
 			{"Content-Length", "1"},
@@ -350,7 +351,7 @@ func TestErrorHandlerCannotChangeTheBody(t *testing.T) {
 	got := m.Refusal(ctx, req, err)
 	require.Equal(t, want.Status, got.Status)
 	require.Equal(t, want.Body, got.Body)
-	require.Equal(t, append(want.Header, [2]string{"X-Request-Id", "abc"}), got.Header)
+	require.Equal(t, append(want.Header, [2]string{"X-Request-Id", "abc"}, [2]string{"Allow", "DELETE"}), got.Header)
 	require.Equal(t, []wire.Code{wire.CodeNotEncrypted}, seen)
 	require.Equal(t, []string{"/api/x"}, seenPath)
 

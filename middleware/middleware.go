@@ -241,8 +241,9 @@ type Options struct {
 	// copy of the problem and the request (r may be nil); it cannot change
 	// the status or the problem body, and the fields it returns that frame
 	// the body (Content-Type, Content-Length, Content-Encoding,
-	// Transfer-Encoding, Cache-Control, Dynkey-*) or hold control
-	// characters are dropped. Called on the request path: keep it quick.
+	// Transfer-Encoding, Cache-Control, Dynkey-*), that the refusal already
+	// has (Allow, Retry-After) or that hold control characters are
+	// dropped. Called on the request path: keep it quick.
 	// Default nil.
 	ErrorHandler func(ctx context.Context, r *Request, p *Problem) Header
 

@@ -153,8 +153,8 @@ func (m *Middleware) Refusal(ctx context.Context, r *Request, err error) *Respon
 	resp := p.Response()
 	if m.o.ErrorHandler != nil {
 		for _, kv := range m.o.ErrorHandler(ctx, r, p.clone()) {
-			if reservedHeader(kv[0]) || !validHeaderField(kv[0], kv[1]) {
-				continue
+			if reservedHeader(kv[0]) || !validHeaderField(kv[0], kv[1]) || resp.Header.Get(kv[0]) != "" {
+				continue // frames the body, breaks the framing, or already set (Allow, Retry-After)
 			}
 			resp.Header = append(resp.Header, kv)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,4 +283,73 @@ func headCodes(tr *mitm) []wire.Code {
 		}
 	}
 	return out
+}
+
+// TestClientRetriesLoginBusyOnce: a login refused with "login-busy" and
+// Retry-After: 1 is retried once by the client after that wait (here the
+// slot is freed as soon as the refusal went by, so the retry succeeds); a
+// Retry-After over 5 s, or a second "login-busy", fails the login with
+// that problem — never a loop.
+func TestClientRetriesLoginBusyOnce(t *testing.T) {
+	clk := newClock()
+	o := baseOptions(t, clk, nil)
+	ha := &holdAuth{inner: o.Authenticator, release: make(chan struct{})}
+	o.Authenticator, o.MaxConcurrentLogins, o.LoginQueueWait = ha, 1, -1
+	s := startServer(t, o)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(ha.release) }) }
+	t.Cleanup(release)
+
+	// Another login holds the only password-check slot.
+	holder := newSDK(t, s.URL, clk.Now, "bob", nil)
+	held := make(chan error, 1)
+	go func() { held <- holder.Login(context.Background()) }()
+	require.Eventually(t, func() bool { return ha.running.Load() == 1 }, 10*time.Second, time.Millisecond)
+
+	for _, tc := range []struct {
+		name       string
+		retryAfter string // rewritten on the first busy answer; "" keeps the server's
+		freeSlot   bool
+		wantErr    bool
+		logins     int // login requests sent
+	}{
+		{"Retry-After over 5s: no retry", "6", false, true, 1},
+		{"still busy on the retry: fails", "", false, true, 2},
+		{"busy then free: retried once", "", true, false, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newMITM()
+			tr.setHook(func(f *flight) (*http.Response, error) {
+				r, err := f.forward()
+				if err == nil && f.req.URL.Path == wire.PathLogin && f.respProblem == string(wire.CodeLoginBusy) {
+					if tc.retryAfter != "" {
+						r.Header.Set("Retry-After", tc.retryAfter)
+					}
+					if tc.freeSlot {
+						release()
+					}
+				}
+				return r, err
+			})
+			c := newSDK(t, s.URL, clk.Now, "alice", tr)
+			err := c.Login(context.Background())
+			if tc.wantErr {
+				var p *wire.Problem
+				require.ErrorAs(t, err, &p)
+				require.Equal(t, wire.CodeLoginBusy, p.Code)
+			} else {
+				require.NoError(t, err)
+			}
+			n := 0
+			tr.mu.Lock()
+			for _, f := range tr.flights {
+				if f.req.URL.Path == wire.PathLogin {
+					n++
+				}
+			}
+			tr.mu.Unlock()
+			require.Equal(t, tc.logins, n)
+		})
+	}
+	require.NoError(t, <-held)
 }

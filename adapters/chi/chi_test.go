@@ -75,7 +75,9 @@ func TestChiWithAndGroup(t *testing.T) {
 	r.With(m.Handler).Delete("/single/{id}", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
-	r.Get("/single/{id}", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "public "+chi.URLParam(r, "id")) })
+	r.Get("/single/{id}", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "public "+chi.URLParam(r, "id"))
+	})
 	r.Group(func(r chi.Router) {
 		r.Use(m.Handler)
 		r.Put("/grouped/{id}", func(w http.ResponseWriter, r *http.Request) {

@@ -46,8 +46,9 @@ type Config struct {
 // sealed — status, Content-Type and body. A handler's error goes through
 // Echo's HTTPErrorHandler before sealing, so echo.NewHTTPError(418, …)
 // reaches the client as a sealed 418. A refused request gets the problem
-// response and the handler does not run. Do not put it in front of the
-// routes of [Mount]; put a CORS middleware in front of it.
+// response and the handler does not run. The endpoint paths (served by
+// [Mount]) pass untouched, so it may protect the whole app (e.Use). Put a
+// CORS middleware in front of it.
 func Middleware(m *middleware.Middleware) echo.MiddlewareFunc {
 	return MiddlewareWithConfig(m, Config{})
 }
@@ -60,7 +61,8 @@ func MiddlewareWithConfig(m *middleware.Middleware, cfg Config) echo.MiddlewareF
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if (cfg.Skipper != nil && cfg.Skipper(c)) || m.Skip(middleware.RequestFromHTTP(c.Request())) {
+			if middleware.IsEndpoint(c.Request().URL.EscapedPath()) ||
+				(cfg.Skipper != nil && cfg.Skipper(c)) || m.Skip(middleware.RequestFromHTTP(c.Request())) {
 				return next(c)
 			}
 			orig := c.Response()

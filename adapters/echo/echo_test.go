@@ -239,3 +239,34 @@ func TestMountKeysAndLogin(t *testing.T) {
 	c := adaptertest.NewClient(t, srv.URL, m, &adaptertest.Wire{})
 	require.NoError(t, c.Login(context.Background()))
 }
+
+// Protecting the whole app with e.Use: the endpoints of Mount still work,
+// public routes go through the Skipper, everything else is protected.
+func TestWholeApp(t *testing.T) {
+	m := adaptertest.NewMiddleware(t, nil)
+	e := echo.New()
+	e.Use(dynkeyecho.MiddlewareWithConfig(m, dynkeyecho.Config{
+		Skipper: func(c echo.Context) bool { return strings.HasPrefix(c.Path(), "/public/") },
+	}))
+	dynkeyecho.Mount(e, m)
+	e.GET("/public/ping", func(c echo.Context) error { return c.String(http.StatusOK, "pong") })
+	e.GET("/items/:id", func(c echo.Context) error { return c.String(http.StatusOK, "item "+c.Param("id")) })
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Get(srv.URL + "/public/ping")
+	require.NoError(t, err)
+	require.Equal(t, "pong", adaptertest.ReadBody(t, resp))
+	resp, err = http.Get(srv.URL + "/items/1")
+	require.NoError(t, err)
+	adaptertest.RequireProblem(t, resp, http.StatusUnsupportedMediaType, wire.CodeNotEncrypted)
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+wire.PathLogin, nil)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	adaptertest.RequireProblem(t, resp, http.StatusMethodNotAllowed, wire.CodeMethod)
+
+	hc := adaptertest.NewClient(t, srv.URL, m, &adaptertest.Wire{}).HTTPClient()
+	resp, err = hc.Get(srv.URL + "/items/3")
+	require.NoError(t, err)
+	require.Equal(t, "item 3", adaptertest.ReadBody(t, resp))
+}

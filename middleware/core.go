@@ -96,7 +96,9 @@ func (h Header) Get(name string) string {
 //     transport sends no body).
 //
 // Other headers the handler set travel as they are: dynkey protects
-// bodies, status and content type, not headers.
+// bodies, status and content type, not headers. On an optional route, the
+// response of a plain request (Opened.Encrypted false) is the handler's
+// own: write it as the framework would, without the deletions.
 type Response struct {
 	Status int
 	Header Header
@@ -219,7 +221,12 @@ func (o *Opened) Seal(status int, contentType string, body []byte) (*Response, e
 	if o.Session != nil {
 		suite = o.Session.Suite
 	}
-	return o.m.seal(o.secret, o.messageID, o.head, suite, status, contentType, body)
+	resp, err := o.m.seal(o.secret, o.messageID, o.head, suite, status, contentType, body)
+	if err != nil {
+		o.m.observeRefusal(err)
+		return nil, err
+	}
+	return resp, nil
 }
 
 // seal is Opened.Seal for an encrypted request.

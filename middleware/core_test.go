@@ -469,3 +469,46 @@ func (f *fakeNow) Advance(d time.Duration) {
 	f.t = f.t.Add(d)
 	f.mu.Unlock()
 }
+
+// FuzzOpen: whatever the header envelope, body, method and path, Open
+// never panics and refuses with a *Problem of a documented code (here no
+// store can fail, so never "unavailable").
+func FuzzOpen(f *testing.F) {
+	f.Add("GET", "/api/x", "", []byte(nil), "")
+	f.Add("POST", "/api/x", "", []byte("DK\x01\x02\x00\x0cecies-x25519"), wire.MediaType)
+	f.Add("GET", "/api/x", "REsBAgAMZWNpZXMteDI1NTE5", []byte(nil), "")
+	f.Add("DELETE", "/api/x?a=1", "REsBAg", []byte("x"), "")
+	m, err := middleware.New(middleware.Options{Authenticator: auth.AuthenticatorFunc(func(context.Context, string, string) error {
+		return auth.ErrBadCredentials
+	}), MaintainInterval: -1, Logger: quiet})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { m.Close() })
+	codes := wire.Codes()
+	f.Fuzz(func(t *testing.T, method, path, envelope string, body []byte, ct string) {
+		req := &middleware.Request{Method: method, EscapedPath: path, Envelope: envelope, ContentType: ct,
+			ContentLength: int64(len(body)), Body: bytes.NewReader(body)}
+		for _, open := range []func(context.Context, *middleware.Request) (*middleware.Opened, error){m.Open, m.OpenOptional} {
+			req.Body = bytes.NewReader(body)
+			o, err := open(context.Background(), req)
+			if err == nil {
+				if o.Encrypted {
+					t.Fatal("a fuzzed request opened")
+				}
+				continue
+			}
+			var p *middleware.Problem
+			if !errors.As(err, &p) || p.Code == wire.CodeUnavailable {
+				t.Fatalf("not a refusal: %v", err)
+			}
+			found := false
+			for _, c := range codes {
+				found = found || c == p.Code
+			}
+			if !found || p.Status != p.Code.Status() {
+				t.Fatalf("undocumented refusal %+v", p)
+			}
+		}
+	})
+}

@@ -11,11 +11,17 @@
 //
 // # Use
 //
-//	m, err := middleware.New(middleware.Options{Store: st, Authenticator: users})
+//	m, err := middleware.New(middleware.Options{Store: st, Authenticator: users, KeyEncryptionKey: kek})
 //	mux.Handle("/dynkey/", m.Endpoints())
 //	mux.Handle("/.well-known/dynkey/", m.Endpoints())
-//	mux.Handle("/api/", m.Handler(api))
+//	mux.Handle("/api/", m.Handler(api))          // a protected group
+//	mux.Handle("/v1/legacy/", m.Optional(legacy)) // plain requests accepted too
 //	defer m.Close()
+//
+// Or protect the whole application, endpoints included, keeping some
+// routes public with Options.Next:
+//
+//	http.ListenAndServe(addr, m.Handler(mux))
 //
 // # The byte-level core
 //
@@ -167,8 +173,12 @@ type Options struct {
 
 	// ReadTimeout bounds the time to read a request's envelope (login,
 	// heartbeat and protected routes), from the moment the middleware
-	// starts reading it, set with http.ResponseController.SetReadDeadline
-	// (ignored where the writer does not support it). A body trickled
+	// starts reading it, set by the net/http wrappers (Handler, Optional,
+	// Endpoints, OpenRequest, and so the Gin adapter) with
+	// http.ResponseController.SetReadDeadline (ignored where the writer
+	// does not support it). Adapters on other transports, which hand the
+	// core a body already read (fasthttp), rely on their server's read
+	// timeout instead. A body trickled
 	// slower is cut off with "bad-format". It does not bound the
 	// headers: set http.Server.ReadHeaderTimeout (e.g. 5s), and IdleTimeout
 	// (e.g. 60s); see docs/PROTOCOL.md §4. Default 10s.

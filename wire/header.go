@@ -27,8 +27,8 @@ const (
 	// and inside servers (nginx's large_client_header_buffers line size
 	// and Apache's LimitRequestFieldSize are 8 KiB; AWS ALB, Cloudflare and
 	// net/http allow more in total). The envelope of a bodiless request
-	// with a token is about 400 bytes encoded, so it leaves about 5 KiB of
-	// plaintext for a body; larger bodies travel as a body.
+	// with a token is 342 bytes encoded for ecies-x25519 and 6,199 for
+	// pq-xwing (docs/PROTOCOL.md §4); what does not fit travels as a body.
 	MaxEnvelopeHeaderSize = 8192
 )
 

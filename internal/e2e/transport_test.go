@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynkey/dynkey/client"
+	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/wire"
 )
 
@@ -352,4 +354,52 @@ func TestClientRetriesLoginBusyOnce(t *testing.T) {
 		})
 	}
 	require.NoError(t, <-held)
+}
+
+// TestHeaderEnvelopeSizesEverySuite: for every built-in suite, the
+// envelope of a bodiless GET with a token fits the 8 KiB Dynkey-Envelope
+// limit and travels in the header end to end; one carrying a client key
+// rotation (new public key and proof) travels in the header where it fits
+// and falls back to the body where it does not (pq-xwing: its ML-DSA
+// proof), and works either way. The sizes are logged: they are the numbers
+// docs/PROTOCOL.md §4 quotes.
+func TestHeaderEnvelopeSizesEverySuite(t *testing.T) {
+	for _, suite := range builtinSuites {
+		t.Run(suite, func(t *testing.T) {
+			if suite == "rsa-4096" && testing.Short() {
+				t.Skip("rsa-4096 key generation takes seconds; skipped with -short")
+			}
+			clk := newClock()
+			o := baseOptions(t, clk, nil)
+			o.Suite = suite
+			s := startServer(t, o)
+			tr := newMITM()
+			c := newSDK(t, s.URL, clk.Now, "alice", tr, withSuite(suite), func(cfg *client.Config) {
+				cfg.Policy = policy.Manual()
+			})
+			// size returns the encoded size of the last envelope, and
+			// whether it travelled in the header.
+			size := func() (int, bool) {
+				t.Helper()
+				f := tr.last("/api/s")
+				require.NotNil(t, f)
+				if v := f.req.Header.Get(wire.EnvelopeHeader); v != "" {
+					require.Empty(t, f.reqBody)
+					return len(v), true
+				}
+				return base64.RawURLEncoding.EncodedLen(len(f.reqBody)), false
+			}
+			require.Equal(t, http.MethodGet, mustCall(t, c.HTTPClient(), http.MethodGet, s.URL+"/api/s", "").Method)
+			plain, inHeader := size()
+			require.True(t, inHeader)
+			require.LessOrEqual(t, plain, wire.MaxEnvelopeHeaderSize)
+			c.RotateNow()
+			require.Equal(t, http.MethodGet, mustCall(t, c.HTTPClient(), http.MethodGet, s.URL+"/api/s", "").Method)
+			require.Equal(t, uint64(1), c.Stats().ClientRotations)
+			rotating, inHeader := size()
+			require.Equal(t, rotating <= wire.MaxEnvelopeHeaderSize, inHeader, "in the header exactly when it fits")
+			t.Logf("%s: base64url envelope of a bodiless GET %d bytes, with a client key rotation %d bytes (in the header: %v; limit %d)",
+				suite, plain, rotating, inHeader, wire.MaxEnvelopeHeaderSize)
+		})
+	}
 }

@@ -11,7 +11,12 @@
 //	api.POST("/echo", func(c echo.Context) error { … return c.JSON(200, …) })
 //
 // Responses of protected routes are buffered in memory and sealed when the
-// handler returns: streaming, Flush and Hijack do not reach the client.
+// handler returns: streaming, Flush and Hijack do not reach the client. A
+// panic reaches Echo's Recover with the real writer: the client gets Echo's
+// unsealed 500, which it refuses as not authentic (never the handler's
+// data). The envelope is bound to the path as sent: an e.Pre middleware that
+// rewrites the path (RemoveTrailingSlash, Rewrite) makes every request fail
+// with "decrypt-failed".
 package dynkeyecho
 
 import (
@@ -87,8 +92,9 @@ func MiddlewareWithConfig(m *middleware.Middleware, cfg Config) echo.MiddlewareF
 }
 
 // Mount routes the dynkey endpoints (key directory, login, heartbeat) to m
-// for every method Echo routes, so that a wrong method gets the documented
-// "method-not-allowed" problem with an Allow header, not Echo's own 405.
+// for every method Echo routes (the standard ones), so that a wrong method
+// gets the documented "method-not-allowed" problem with an Allow header,
+// not Echo's own 405.
 // The endpoints have fixed paths, bound into the login's encryption.
 func Mount(e *echo.Echo, m *middleware.Middleware) {
 	h := echo.WrapHandler(m.Endpoints())

@@ -57,3 +57,10 @@ func DecodeHeaderEnvelope(v string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ExposedHeaders are the dynkey response headers a browser page on another
+// origin must be allowed to read (list them in
+// Access-Control-Expose-Headers): Dynkey-Status, Dynkey-Response and
+// Dynkey-Problem. Its request must be allowed to send EnvelopeHeader
+// (Access-Control-Allow-Headers).
+func ExposedHeaders() []string { return []string{StatusHeader, ResponseHeader, ProblemHeader} }

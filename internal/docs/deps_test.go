@@ -37,6 +37,8 @@ func TestAdaptersLinkTheirFramework(t *testing.T) {
 		{"gin", "github.com/dynkey/dynkey/adapters/gin", "github.com/gin-gonic/gin"},
 		{"echo", "github.com/dynkey/dynkey/adapters/echo", "github.com/labstack/echo/v4"},
 		{"chi", "github.com/dynkey/dynkey/adapters/chi", "github.com/go-chi/chi/v5"},
+		{"fiber", "github.com/dynkey/dynkey/adapters/fiber", "github.com/gofiber/fiber/v3"},
+		{"fiberv2", "github.com/dynkey/dynkey/adapters/fiberv2", "github.com/gofiber/fiber/v2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := exec.Command("go", "list", "-deps", tc.pkg).CombinedOutput()

@@ -38,6 +38,8 @@ type coreTransport struct {
 	lastEnv []byte              // its body or decoded header envelope
 	lastErr error               // the last error of Open
 	calls   int                 // handler runs
+
+	lastResp *middleware.Response // the last sealed response
 }
 
 func (t *coreTransport) RoundTrip(hr *http.Request) (*http.Response, error) {
@@ -94,6 +96,9 @@ func (t *coreTransport) serve(ctx context.Context, req *middleware.Request, body
 	if err != nil {
 		return t.m.Refusal(ctx, req, err)
 	}
+	t.mu.Lock()
+	t.lastResp = resp
+	t.mu.Unlock()
 	return resp
 }
 

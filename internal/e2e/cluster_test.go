@@ -9,6 +9,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -177,7 +178,9 @@ func (s *opCounter) total() int64 {
 // TestRoundTripsPerRequest counts the store operations of protected
 // requests on a warm session (every operation of store/redis and
 // store/postgres is one round trip): at most two — the session read and
-// MarkSeen — on every store.
+// MarkSeen — on every store; with responses recorded for retries (the
+// default, docs/PROTOCOL.md §11a) one more, the compare-and-swap that
+// records the sealed response.
 func TestRoundTripsPerRequest(t *testing.T) {
 	stores := []struct {
 		name string
@@ -198,26 +201,35 @@ func TestRoundTripsPerRequest(t *testing.T) {
 		}{s.name, func(t *testing.T) store.Store { a, _ := s.open(t); return a }})
 	}
 	for _, s := range stores {
-		t.Run(s.name, func(t *testing.T) {
-			st := &opCounter{Store: s.open(t)}
-			clk := newClock()
-			o := baseOptions(t, clk, st)
-			o.RingPollInterval = -1
-			srv := startServer(t, o)
-			c := newSDK(t, srv.URL, clk.Now, "alice", nil)
-			hc := c.HTTPClient()
-			mustCall(t, hc, http.MethodPost, srv.URL+"/api/x", "warm-up") // login
-			st.reset()
-			const n = 50
-			for range n {
-				mustCall(t, hc, http.MethodPost, srv.URL+"/api/x", "hello")
-			}
-			per := float64(st.total()) / n
-			t.Logf("%s: %.2f store round trips per protected request (get %d, cas %d, delete %d, markseen %d over %d requests)",
-				s.name, per, st.gets.Load(), st.cases.Load(), st.dels.Load(), st.seen.Load(), n)
-			require.LessOrEqual(t, per, 2.0)
-			require.Equal(t, int64(n), st.seen.Load(), "every request records its message id")
-		})
+		for _, recording := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/responses recorded=%v", s.name, recording), func(t *testing.T) {
+				st := &opCounter{Store: s.open(t)}
+				clk := newClock()
+				o := baseOptions(t, clk, st)
+				o.RingPollInterval = -1
+				budget := 3.0
+				if !recording {
+					o.StoredResponseLimit, budget = -1, 2.0
+				}
+				srv := startServer(t, o)
+				c := newSDK(t, srv.URL, clk.Now, "alice", nil)
+				hc := c.HTTPClient()
+				mustCall(t, hc, http.MethodPost, srv.URL+"/api/x", "warm-up") // login
+				st.reset()
+				const n = 50
+				for range n {
+					mustCall(t, hc, http.MethodPost, srv.URL+"/api/x", "hello")
+				}
+				per := float64(st.total()) / n
+				t.Logf("%s: %.2f store round trips per protected request (get %d, cas %d, delete %d, markseen %d over %d requests)",
+					s.name, per, st.gets.Load(), st.cases.Load(), st.dels.Load(), st.seen.Load(), n)
+				require.LessOrEqual(t, per, budget)
+				require.Equal(t, int64(n), st.seen.Load(), "every request records its message id")
+				if recording {
+					require.Equal(t, int64(n), st.cases.Load(), "every request records its response")
+				}
+			})
+		}
 	}
 }
 

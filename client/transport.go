@@ -25,6 +25,13 @@ var ErrUnsupportedMethod = errors.New("dynkey/client: method not supported")
 // its response, authenticated from the Dynkey-Response header, has an empty
 // body. Only GET, PUT, DELETE and OPTIONS requests may carry a rotation of
 // the client key.
+//
+// After a transport failure the same envelope is resent
+// (Config.TransportRetries): the server answers it with the original
+// response if the handler finished, so a lost response still reaches the
+// caller and the handler runs once; if the handler started and never
+// finished, RoundTrip returns an error wrapping [ErrOutcomeUnknown]
+// (docs/PROTOCOL.md §11a).
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	var body []byte
 	if req.Body != nil {

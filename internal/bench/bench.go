@@ -1,0 +1,757 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/dynkey/dynkey/middleware"
+	"github.com/dynkey/dynkey/store"
+	"github.com/dynkey/dynkey/store/memory"
+	"github.com/dynkey/dynkey/store/sqlite"
+	"github.com/dynkey/dynkey/wire"
+)
+
+// Config configures a run. The zero value runs every case with the
+// defaults below.
+type Config struct {
+	// Duration is each case's total measuring time, split over the rounds.
+	// Default 10s.
+	Duration time.Duration
+
+	// Concurrency is the number of concurrent requests (and connections)
+	// of the HTTP cases. Default 32.
+	Concurrency int
+
+	// Rounds is the number of interleaved rounds. Default 5.
+	Rounds int
+
+	// BodySize is the size in bytes of the JSON request body every case
+	// echoes. Default 1024.
+	BodySize int
+
+	// Suite is the dynkey suite of the dynkey, floor and server cases.
+	// Default "ecies-x25519".
+	Suite string
+
+	// Cases selects cases by name (see [CaseNames]). Default: all.
+	Cases []string
+
+	// NoPin disables CPU pinning. Default false: on a machine with at least
+	// two allowed CPUs, servers run on the upper half and the load
+	// generator on the lower half.
+	NoPin bool
+
+	// ProfileDir, if set, receives a CPU profile per case
+	// (<case>.pprof; in-process cases one per round, <case>.<round>.pprof).
+	// Default "": no profiles.
+	ProfileDir string
+
+	// Log receives progress lines. Default: none.
+	Log io.Writer
+}
+
+// Case names. The suite is part of the dynkey names.
+const (
+	CasePlain = "plain-gin"
+	CaseJose  = "jose"
+)
+
+// caseNames returns the names of the cases of suite, in the default order.
+func caseNames(suite string) []string {
+	return []string{CasePlain, "dynkey-" + suite, "dynkey-" + suite + "-sqlite", CaseJose, "floor-" + suite, "server-" + suite}
+}
+
+// CaseNames returns the names of every case for suite: plain-gin,
+// dynkey-<suite> (memory store), dynkey-<suite>-sqlite, jose,
+// floor-<suite> and server-<suite> (in process).
+func CaseNames(suite string) []string { return caseNames(suite) }
+
+// Result is one case's measurements, summed over the rounds.
+type Result struct {
+	Name string `json:"name"`
+	// InProcess: measured in this process without HTTP, one request at a
+	// time; otherwise over HTTP from the load generator.
+	InProcess bool    `json:"in_process"`
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
+	FirstErr  string  `json:"first_error,omitempty"`
+	Seconds   float64 `json:"seconds"`
+	ReqPerSec float64 `json:"req_per_s"`
+	P50Micros float64 `json:"p50_us"`
+	P99Micros float64 `json:"p99_us"`
+	// ServerCPUMicros is the server process's CPU time (user + system,
+	// getrusage) per request; for in-process cases, this process's.
+	ServerCPUMicros float64 `json:"server_cpu_us_per_req"`
+	AllocsPerReq    float64 `json:"allocs_per_req"`
+	BytesPerReq     float64 `json:"bytes_per_req"`
+	// MaxRSSKiB is the server process's peak resident set (HTTP cases).
+	MaxRSSKiB int64 `json:"max_rss_kib,omitempty"`
+	// ServerCPUs are the CPUs the server was pinned to (none: not pinned).
+	ServerCPUs []int `json:"server_cpus,omitempty"`
+}
+
+// Ratios are the headline comparisons; 0 when a case is missing.
+type Ratios struct {
+	// ServerPathVsFloor: server-<suite> CPU ns per request ÷ floor-<suite>.
+	ServerPathVsFloor float64 `json:"server_path_vs_floor"`
+	// PerMessageVsJose: dynkey-<suite>-sqlite req/s ÷ jose req/s.
+	PerMessageVsJose float64 `json:"per_message_vs_jose"`
+	// SQLiteVsMemory: dynkey-<suite>-sqlite req/s ÷ dynkey-<suite> req/s.
+	SQLiteVsMemory float64 `json:"sqlite_vs_memory"`
+	// EpochVsPlain: dynkey-epoch-<suite> req/s ÷ plain-gin req/s. The
+	// epoch case does not exist yet: always 0.
+	EpochVsPlain float64 `json:"epoch_vs_plain"`
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Config struct {
+		Duration    string   `json:"duration"`
+		Concurrency int      `json:"concurrency"`
+		Rounds      int      `json:"rounds"`
+		BodySize    int      `json:"body_size"`
+		Suite       string   `json:"suite"`
+		Cases       []string `json:"cases"`
+	} `json:"config"`
+	Machine struct {
+		NumCPU    int    `json:"num_cpu"`
+		GoVersion string `json:"go_version"`
+		GOOS      string `json:"goos"`
+		GOARCH    string `json:"goarch"`
+		LoadCPUs  []int  `json:"load_cpus,omitempty"`
+		Started   string `json:"started"`
+	} `json:"machine"`
+	Results []Result `json:"results"`
+	Ratios  Ratios   `json:"ratios"`
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteText writes the results table and, last, the ratios line.
+func (r *Report) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "%-30s %10s %9s %9s %12s %10s %12s %8s\n", "case", "req/s", "p50 µs", "p99 µs", "server µs/req", "allocs/req", "bytes/req", "errors")
+	for _, c := range r.Results {
+		fmt.Fprintf(bw, "%-30s %10.0f %9.0f %9.0f %12.1f %10.0f %12.0f %8d\n", c.Name, c.ReqPerSec, c.P50Micros, c.P99Micros, c.ServerCPUMicros, c.AllocsPerReq, c.BytesPerReq, c.Errors)
+	}
+	fmt.Fprintln(bw, r.Ratios.Line())
+	return bw.Flush()
+}
+
+// Line is the ratios line exactly as the benchmark prints it last.
+func (x Ratios) Line() string {
+	return fmt.Sprintf("ratios: server_path_vs_floor=%.2f per_message_vs_jose=%.2f sqlite_vs_memory=%.2f epoch_vs_plain=%.2f",
+		x.ServerPathVsFloor, x.PerMessageVsJose, x.SQLiteVsMemory, x.EpochVsPlain)
+}
+
+// ErrUnknownCase is returned by Run for a case name it does not know.
+var ErrUnknownCase = errors.New("dynkey/bench: unknown case")
+
+// runner is one case's state across rounds.
+type runner interface {
+	name() string
+	// prepare readies n requests (0: as many as the runner thinks a slice
+	// of d needs).
+	prepare(d time.Duration) error
+	// slice measures for d.
+	slice(ctx context.Context, d time.Duration, round int) error
+	result() Result
+	close()
+}
+
+// Run runs the benchmark. It fails only if a case cannot be set up; a case
+// whose requests fail reports its errors in its Result.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 5
+	}
+	if cfg.BodySize <= 0 {
+		cfg.BodySize = 1024
+	}
+	if cfg.Suite == "" {
+		cfg.Suite = "ecies-x25519"
+	}
+	if len(cfg.Cases) == 0 {
+		cfg.Cases = caseNames(cfg.Suite)
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	rep := &Report{}
+	rep.Config.Duration = cfg.Duration.String()
+	rep.Config.Concurrency = cfg.Concurrency
+	rep.Config.Rounds = cfg.Rounds
+	rep.Config.BodySize = cfg.BodySize
+	rep.Config.Suite = cfg.Suite
+	rep.Config.Cases = cfg.Cases
+	rep.Machine.NumCPU = runtime.NumCPU()
+	rep.Machine.GoVersion = runtime.Version()
+	rep.Machine.GOOS, rep.Machine.GOARCH = runtime.GOOS, runtime.GOARCH
+	rep.Machine.Started = time.Now().UTC().Format(time.RFC3339)
+
+	var loadCPUs, serverCPUs []int
+	if cpus := allowedCPUs(); !cfg.NoPin && len(cpus) >= 2 {
+		loadCPUs, serverCPUs = cpus[:len(cpus)/2], cpus[len(cpus)/2:]
+	}
+	rep.Machine.LoadCPUs = loadCPUs
+
+	dir, err := os.MkdirTemp("", "dynkey-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	e := &env{cfg: cfg, dir: dir, serverCPUs: serverCPUs, body: jsonBody(cfg.BodySize)}
+	var runners []runner
+	defer func() {
+		for _, r := range runners {
+			r.close()
+		}
+	}()
+	for _, name := range cfg.Cases {
+		fmt.Fprintf(cfg.Log, "setting up %s\n", name)
+		r, err := e.newRunner(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("dynkey/bench: case %s: %w", name, err)
+		}
+		runners = append(runners, r)
+	}
+	sliceD := cfg.Duration / time.Duration(cfg.Rounds)
+	for round := range cfg.Rounds {
+		for i := range runners {
+			r := runners[(i+round)%len(runners)]
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if err := r.prepare(sliceD); err != nil {
+				return nil, fmt.Errorf("dynkey/bench: case %s: %w", r.name(), err)
+			}
+			runtime.GC()
+			restore := pinProcess(loadCPUs)
+			err := r.slice(ctx, sliceD, round)
+			restore()
+			if err != nil {
+				return nil, fmt.Errorf("dynkey/bench: case %s: %w", r.name(), err)
+			}
+			res := r.result()
+			fmt.Fprintf(cfg.Log, "round %d/%d %-28s %8.0f req/s %7.1f µs/req\n", round+1, cfg.Rounds, r.name(), res.ReqPerSec, res.ServerCPUMicros)
+		}
+	}
+	byName := map[string]Result{}
+	for _, r := range runners {
+		res := r.result()
+		rep.Results = append(rep.Results, res)
+		byName[res.Name] = res
+	}
+	rps := func(n string) float64 { return byName[n].ReqPerSec }
+	div := func(a, b float64) float64 {
+		if a == 0 || b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	s := cfg.Suite
+	rep.Ratios = Ratios{
+		ServerPathVsFloor: div(byName["server-"+s].ServerCPUMicros, byName["floor-"+s].ServerCPUMicros),
+		PerMessageVsJose:  div(rps("dynkey-"+s+"-sqlite"), rps(CaseJose)),
+		SQLiteVsMemory:    div(rps("dynkey-"+s+"-sqlite"), rps("dynkey-"+s)),
+		EpochVsPlain:      div(rps("dynkey-epoch-"+s), rps(CasePlain)),
+	}
+	return rep, nil
+}
+
+// jsonBody returns a JSON object of exactly n bytes (at least 16).
+func jsonBody(n int) []byte {
+	const head, tail = `{"data":"`, `"}`
+	fill := max(n-len(head)-len(tail), 0)
+	return []byte(head + strings.Repeat("x", fill) + tail)
+}
+
+// env is what every case of a run shares.
+type env struct {
+	cfg        Config
+	dir        string
+	serverCPUs []int
+	body       []byte
+}
+
+func (e *env) profile(name string) string {
+	if e.cfg.ProfileDir == "" {
+		return ""
+	}
+	return filepath.Join(e.cfg.ProfileDir, name+".pprof")
+}
+
+func (e *env) newRunner(ctx context.Context, name string) (runner, error) {
+	s := e.cfg.Suite
+	switch name {
+	case CasePlain:
+		return e.newHTTPRunner(name, &childSpec{Kind: kindPlain})
+	case "dynkey-" + s:
+		return e.newHTTPRunner(name, &childSpec{Kind: kindDynkey, Suite: s, Store: "memory"})
+	case "dynkey-" + s + "-sqlite":
+		return e.newHTTPRunner(name, &childSpec{Kind: kindDynkey, Suite: s, Store: "sqlite", StorePath: tempPath(e.dir, name)})
+	case CaseJose:
+		return e.newHTTPRunner(name, &childSpec{Kind: kindJose})
+	case "floor-" + s:
+		f, err := newFloor(s, e.cfg.BodySize)
+		if err != nil {
+			return nil, err
+		}
+		r := &inprocRunner{e: e, n: name, op: func(i int) (bool, error) { return false, f.op(i) }}
+		r.a.res = Result{Name: name}
+		return r, nil
+	case "server-" + s, "server-" + s + "-sqlite":
+		return e.newServerRunner(name, strings.HasSuffix(name, "-sqlite"))
+	}
+	return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownCase, name, strings.Join(caseNames(s), ", "))
+}
+
+// acc accumulates a case's slices.
+type acc struct {
+	res     Result
+	lat     []time.Duration
+	elapsed time.Duration
+	cpu     int64
+	mallocs uint64
+	bytes   uint64
+}
+
+func (a *acc) add(requests, errs int, firstErr error, elapsed time.Duration, lat []time.Duration, before, after usage) {
+	a.res.Requests += requests
+	a.res.Errors += errs
+	if firstErr != nil && a.res.FirstErr == "" {
+		a.res.FirstErr = firstErr.Error()
+	}
+	a.elapsed += elapsed
+	a.lat = append(a.lat, lat...)
+	a.cpu += after.CPUNanos - before.CPUNanos
+	a.mallocs += after.Mallocs - before.Mallocs
+	a.bytes += after.TotalAlloc - before.TotalAlloc
+	a.res.MaxRSSKiB = max(a.res.MaxRSSKiB, after.MaxRSSKiB)
+}
+
+func (a *acc) result() Result {
+	r := a.res
+	r.Seconds = a.elapsed.Seconds()
+	if n := float64(r.Requests); n > 0 {
+		r.ReqPerSec = n / a.elapsed.Seconds()
+		r.ServerCPUMicros = float64(a.cpu) / 1e3 / n
+		r.AllocsPerReq = float64(a.mallocs) / n
+		r.BytesPerReq = float64(a.bytes) / n
+	}
+	r.P50Micros = float64(percentile(a.lat, 0.50)) / 1e3
+	r.P99Micros = float64(percentile(a.lat, 0.99)) / 1e3
+	return r
+}
+
+// child is a server process.
+type child struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	out   *bufio.Reader
+	ready childReady
+}
+
+func (e *env) startChild(spec *childSpec) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), childEnv+"="+string(b))
+	if len(e.serverCPUs) > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMAXPROCS=%d", len(e.serverCPUs)))
+	}
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := startPinned(cmd, e.serverCPUs); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, in: in, out: bufio.NewReader(outPipe)}
+	line, err := c.out.ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &c.ready)
+	}
+	if err == nil && c.ready.Err != "" {
+		err = errors.New(c.ready.Err)
+	}
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("starting the server process: %w", err)
+	}
+	return c, nil
+}
+
+func (c *child) usage() (usage, error) {
+	var u usage
+	if _, err := io.WriteString(c.in, "usage\n"); err != nil {
+		return u, err
+	}
+	line, err := c.out.ReadBytes('\n')
+	if err != nil {
+		return u, err
+	}
+	return u, json.Unmarshal(line, &u)
+}
+
+func (c *child) close() {
+	_, _ = io.WriteString(c.in, "quit\n")
+	c.in.Close()
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// httpRunner is a case served by a child process over HTTP.
+type httpRunner struct {
+	e           *env
+	n           string
+	ch          *child
+	hc          *http.Client
+	url         string
+	contentType string
+	check       check
+	// seal returns a fresh sealed request; nil: the plain body, reused.
+	seal   func() ([]byte, error)
+	closer func()
+	rate   float64 // estimated req/s, to size the next batch
+	reqs   []prepared
+	a      acc
+}
+
+func (e *env) newHTTPRunner(name string, spec *childSpec) (*httpRunner, error) {
+	spec.MaxBody = int64(max(e.cfg.BodySize, 1<<20))
+	spec.CPUProfile = e.profile(name)
+	var jk *joseKeys
+	if spec.Kind == kindJose {
+		var err error
+		if jk, err = newJoseKeys(); err != nil {
+			return nil, err
+		}
+		spec.JoseClientSig, spec.JoseClientEnc = jk.public()
+	}
+	if spec.Kind == kindDynkey {
+		spec.KEK = make([]byte, 32)
+		_, _ = rand.Read(spec.KEK)
+	}
+	ch, err := e.startChild(spec)
+	if err != nil {
+		return nil, err
+	}
+	r := &httpRunner{e: e, n: name, ch: ch, hc: newHTTPClient(e.cfg.Concurrency), url: "http://" + ch.ready.Addr + echoPath, rate: 8000, closer: func() {}}
+	r.a.res = Result{Name: name, ServerCPUs: e.serverCPUs}
+	body := e.body
+	switch spec.Kind {
+	case kindPlain:
+		r.contentType = "application/json"
+		r.check = func(resp *http.Response, b []byte) error {
+			if resp.StatusCode != http.StatusOK || len(b) != len(body) {
+				return fmt.Errorf("%w: HTTP %d, %d bytes", errBadResponse, resp.StatusCode, len(b))
+			}
+			return nil
+		}
+		r.reqs = []prepared{{body: body}}
+	case kindDynkey:
+		base := "http://" + ch.ready.Addr
+		s, err := newDynkeySealer(base, spec.Suite, ed25519.PublicKey(ch.ready.Identity), http.DefaultTransport, spec.MaxBody)
+		if err != nil {
+			ch.close()
+			return nil, err
+		}
+		r.closer = func() { s.Close() }
+		r.contentType = wire.MediaType
+		r.check = dynkeyCheck
+		r.seal = func() ([]byte, error) { return s.seal(body) }
+		if err := verifyDynkey(base, spec.Suite, ed25519.PublicKey(ch.ready.Identity), body); err != nil {
+			r.close()
+			return nil, err
+		}
+	case kindJose:
+		sig, enc, err := parseJosePublic(ch.ready.JoseServerSig, ch.ready.JoseServerEnc)
+		if err != nil {
+			ch.close()
+			return nil, err
+		}
+		sealer, err := newJoseSealer(jk.sig, enc)
+		if err != nil {
+			ch.close()
+			return nil, err
+		}
+		r.contentType = joseMediaType
+		r.check = func(resp *http.Response, b []byte) error {
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != joseMediaType {
+				return fmt.Errorf("%w: HTTP %d", errBadResponse, resp.StatusCode)
+			}
+			return nil
+		}
+		r.seal = func() ([]byte, error) { return sealer.seal(body) }
+		// One full round trip, the response opened and verified.
+		req, err := sealer.seal(body)
+		if err == nil {
+			err = verifyJose(r.hc, r.url, req, jk, sig, body)
+		}
+		if err != nil {
+			r.close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *httpRunner) name() string { return r.n }
+
+// maxBatchBytes bounds the memory of one slice's sealed requests.
+const maxBatchBytes = 512 << 20
+
+func (r *httpRunner) prepare(d time.Duration) error {
+	if r.seal == nil {
+		return nil
+	}
+	n := int(r.rate*d.Seconds()*1.3) + r.e.cfg.Concurrency
+	if sz := len(r.e.body) + 1024; n*sz > maxBatchBytes {
+		n = maxBatchBytes / sz
+	}
+	r.reqs = nil
+	reqs, err := sealMany(n, runtime.GOMAXPROCS(0), r.seal)
+	if err != nil {
+		return err
+	}
+	r.reqs = reqs
+	return nil
+}
+
+func (r *httpRunner) slice(ctx context.Context, d time.Duration, round int) error {
+	before, err := r.ch.usage()
+	if err != nil {
+		return err
+	}
+	lr := runLoad(ctx, r.hc, r.url, r.contentType, r.reqs, r.seal == nil, r.e.cfg.Concurrency, d, r.check)
+	after, err := r.ch.usage()
+	if err != nil {
+		return err
+	}
+	r.a.add(lr.requests, lr.errors, lr.firstErr, lr.elapsed, lr.lat, before, after)
+	if lr.requests > 0 {
+		rate := float64(lr.requests) / lr.elapsed.Seconds()
+		if lr.elapsed < d*9/10 {
+			rate = max(rate, r.rate) * 2 // ran out: more next time
+		}
+		r.rate = rate
+	}
+	r.reqs = nil
+	return nil
+}
+
+func (r *httpRunner) result() Result { return r.a.result() }
+
+func (r *httpRunner) close() {
+	r.closer()
+	r.ch.close()
+	r.hc.CloseIdleConnections()
+}
+
+// verifyDynkey sends one request with a real client and checks the echo.
+func verifyDynkey(base, suite string, identity ed25519.PublicKey, body []byte) error {
+	c, err := newRealClient(base, suite, identity)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.HTTPClient().Post(base+echoPath, "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || string(got) != string(body) {
+		return fmt.Errorf("%w: the echo came back as HTTP %d with %d bytes", errBadResponse, resp.StatusCode, len(got))
+	}
+	return nil
+}
+
+// verifyJose sends one sealed request and opens and checks the response.
+func verifyJose(hc *http.Client, url string, req []byte, jk *joseKeys, serverSig ed25519.PublicKey, body []byte) error {
+	resp, err := hc.Post(url, joseMediaType, strings.NewReader(string(req)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	got, err := joseOpen(b, jk.enc, serverSig)
+	if err != nil {
+		return fmt.Errorf("jose response: %w", err)
+	}
+	if string(got) != string(body) {
+		return fmt.Errorf("%w: jose echo differs", errBadResponse)
+	}
+	return nil
+}
+
+// inprocRunner is a case measured in this process.
+type inprocRunner struct {
+	e  *env
+	n  string
+	op func(i int) (done bool, err error)
+	// prep, if set, readies the requests of a slice of d.
+	prep   func(d time.Duration) error
+	after  func(res opResult, d time.Duration)
+	closer func()
+	a      acc
+}
+
+func (r *inprocRunner) name() string { return r.n }
+
+func (r *inprocRunner) prepare(d time.Duration) error {
+	if r.prep == nil {
+		return nil
+	}
+	return r.prep(d)
+}
+
+func (r *inprocRunner) slice(ctx context.Context, d time.Duration, round int) error {
+	if r.e.cfg.ProfileDir != "" {
+		f, err := os.Create(filepath.Join(r.e.cfg.ProfileDir, fmt.Sprintf("%s.%d.pprof", r.n, round)))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	res := runOps(d, r.op)
+	r.a.add(res.ops, res.errors, res.err, res.elapsed, res.lat, res.before, res.after)
+	if r.after != nil {
+		r.after(res, d)
+	}
+	return nil
+}
+
+func (r *inprocRunner) result() Result {
+	res := r.a.result()
+	res.InProcess = true
+	return res
+}
+
+func (r *inprocRunner) close() {
+	if r.closer != nil {
+		r.closer()
+	}
+}
+
+// newServerRunner is dynkey's server path in process, on the memory store
+// or on SQLite.
+func (e *env) newServerRunner(name string, onSQLite bool) (runner, error) {
+	var st store.Store = memory.New()
+	if onSQLite {
+		s, err := sqlite.Open(tempPath(e.dir, name))
+		if err != nil {
+			return nil, err
+		}
+		st = s
+	}
+	m, err := middleware.New(middleware.Options{
+		Suite: e.cfg.Suite, Store: st, Authenticator: benchAuth,
+		MaxBodySize: int64(max(e.cfg.BodySize, 1<<20)),
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/dynkey/", m.Endpoints())
+	mux.Handle("/.well-known/dynkey/", m.Endpoints())
+	const base = "http://bench.invalid"
+	sealer, err := newDynkeySealer(base, e.cfg.Suite, m.IdentityPublicKey(), handlerTransport{mux}, int64(max(e.cfg.BodySize, 1<<20)))
+	if err != nil {
+		m.Close()
+		st.Close()
+		return nil, err
+	}
+	p := newServerPath(m)
+	r := &inprocRunner{e: e, n: name, closer: func() { sealer.Close(); m.Close(); st.Close() }}
+	r.a.res = Result{Name: name}
+	rate := 5000.0
+	var envs []prepared
+	r.prep = func(d time.Duration) error {
+		n := int(rate*d.Seconds()*1.3) + 16
+		if sz := len(e.body) + 1024; n*sz > maxBatchBytes {
+			n = maxBatchBytes / sz
+		}
+		var err error
+		envs, err = sealMany(n, runtime.GOMAXPROCS(0), func() ([]byte, error) { return sealer.seal(e.body) })
+		return err
+	}
+	r.op = func(i int) (bool, error) {
+		if i >= len(envs) {
+			return true, nil
+		}
+		return false, p.op(envs[i].body)
+	}
+	r.after = func(res opResult, d time.Duration) {
+		if res.ops > 0 {
+			obs := float64(res.ops) / res.elapsed.Seconds()
+			if res.elapsed < d*9/10 {
+				obs = max(obs, rate) * 2
+			}
+			rate = obs
+		}
+		envs = nil
+	}
+	return r, nil
+}

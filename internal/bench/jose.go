@@ -124,4 +124,3 @@ func (s *joseServer) serve(c *gin.Context) {
 	}
 	c.Data(http.StatusOK, joseMediaType, out)
 }
-

@@ -7,8 +7,18 @@
 // file. The database runs in WAL mode, which needs a local file system (not
 // NFS or other network shares).
 //
-// Within one process, open the file once and share the [*Store]: each Store
-// uses a single connection, so its operations run one at a time.
+// # Performance
+//
+// Within one process, open the file once and share the [*Store]. A Store
+// writes through a single connection (so that writes from one process never
+// contend for SQLite's write lock among themselves) and reads through a pool
+// of read-only connections, which WAL lets run beside the writer. MarkSeen
+// calls arriving while the writer is busy are committed together in one
+// transaction (group commit): each caller still learns its own answer, only
+// after the transaction holding its id is durably committed, and one fsync
+// serves the whole group. Nothing is acknowledged before it is on disk
+// (synchronous=FULL): a power cut loses no session, key ring or message id
+// that a caller was told was stored (docs/PERFORMANCE.md).
 package sqlite
 
 import (
@@ -19,7 +29,9 @@ import (
 	"math"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,12 +59,43 @@ CREATE TABLE IF NOT EXISTS seen (
 CREATE INDEX IF NOT EXISTS seen_expires ON seen(expires) WHERE expires != 0;
 `
 
+// maxSeenBatch bounds how many MarkSeen calls one transaction commits.
+const maxSeenBatch = 256
+
 // Store is a [store.Store] backed by an SQLite database file.
 type Store struct {
-	db     *sql.DB
-	path   string // absolute, named in every error
+	db     *sql.DB // the writer: one connection
+	rdb    *sql.DB // readers: a pool of query-only connections
+	path   string  // absolute, named in every error
 	writes atomic.Uint64
+	// commits counts the MarkSeen groups committed (for tests and
+	// benchmarks).
+	commits atomic.Uint64
+
+	getStmt  *sql.Stmt // on rdb
+	seenStmt *sql.Stmt // on db
+
+	// MarkSeen requests go to the group-commit loop (seenLoop).
+	seenCh    chan *seenReq
+	closing   chan struct{}
+	loopDone  chan struct{}
+	closeOnce sync.Once
 }
+
+// seenReq is one MarkSeen call waiting for its group's commit.
+type seenReq struct {
+	id      string
+	expires int64
+	res     chan seenRes // buffered: the loop never blocks on it
+}
+
+type seenRes struct {
+	first bool
+	err   error
+}
+
+// errClosed is the cause of errors from a closed Store.
+var errClosed = errors.New("store closed")
 
 var (
 	_ store.Store    = (*Store)(nil)
@@ -74,42 +117,85 @@ func (s *Store) fail(op string, err error) error {
 // absent, and deletes the rows that have expired. The caller must Close the
 // store.
 func Open(path string) (*Store, error) {
-	// Pragmas applied to every connection the pool opens:
+	// Pragmas applied to every connection of the writer:
 	//   - busy_timeout: wait up to 5s for another process's write lock
 	//     instead of failing with SQLITE_BUSY.
 	//   - journal_mode=WAL: readers do not block the writer and vice versa.
 	//   - synchronous=FULL: a commit is on disk before it returns. NORMAL
 	//     would lose the last commits on power failure, which here means
 	//     forgetting replay ids already marked seen or rolling back a key
-	//     rotation; the extra fsync per write is worth it.
+	//     rotation. Group commit of MarkSeen makes one fsync serve many
+	//     requests, so the full guarantee costs little.
 	//   - secure_delete=ON: deleted and overwritten content is zeroed in
 	//     the database pages, so that a destroyed server key leaves no copy
 	//     in free space (Scrub then clears the WAL).
-	q := url.Values{"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(ON)"}}
+	// _txlock=immediate: a transaction takes the write lock when it
+	// begins, so that waiting for another process's lock goes through
+	// busy_timeout rather than failing on a stale snapshot.
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("dynkey/store/sqlite: open %s: %w", path, err)
 	}
-	// An SQLite URI, so that any byte of the path is escaped and cannot be
-	// read as a parameter: file:///dir/file.db or file:///C:/dir/file.db.
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
-	if !strings.HasPrefix(u.Path, "/") {
-		u.Path = "/" + u.Path
-	}
-	db, err := sql.Open("sqlite", u.String())
+	db, err := sql.Open("sqlite", dsn(abs, url.Values{
+		"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(ON)"},
+		"_txlock": {"immediate"},
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("dynkey/store/sqlite: open %s: %w", path, err)
 	}
-	// One connection: writes from this process never contend with each
-	// other for SQLite's write lock (no SQLITE_BUSY), and busy_timeout only
-	// has to cover other processes.
+	// One writer connection: writes from this process never contend with
+	// each other for SQLite's write lock (no SQLITE_BUSY), and busy_timeout
+	// only has to cover other processes.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, path: abs}
+	s := &Store{db: db, path: abs, seenCh: make(chan *seenReq), closing: make(chan struct{}), loopDone: make(chan struct{})}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, s.fail("open", err)
 	}
+	// Readers: query_only, so that no read can write; WAL (persistent in
+	// the file, set above by the writer) lets them read the last committed
+	// state while the writer commits.
+	rdb, err := sql.Open("sqlite", dsn(abs, url.Values{"_pragma": {"busy_timeout(5000)", "query_only(1)"}}))
+	if err != nil {
+		db.Close()
+		return nil, s.fail("open", err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+	s.rdb = rdb
+	if err := s.prepare(); err != nil {
+		rdb.Close()
+		db.Close()
+		return nil, s.fail("open", err)
+	}
+	go s.seenLoop()
 	return s, nil
+}
+
+// dsn is an SQLite URI for the file at abs, so that any byte of the path
+// is escaped and cannot be read as a parameter: file:///dir/file.db or
+// file:///C:/dir/file.db.
+func dsn(abs string, q url.Values) string {
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
+	if !strings.HasPrefix(u.Path, "/") {
+		u.Path = "/" + u.Path
+	}
+	return u.String()
+}
+
+// prepare compiles the statements of the hot path once.
+func (s *Store) prepare() error {
+	var err error
+	s.getStmt, err = s.rdb.Prepare(`SELECT value, version, expires FROM kv WHERE key = ? AND (expires = 0 OR expires > ?)`)
+	if err != nil {
+		return err
+	}
+	// Insert, or replace an expired row; a live row is left alone.
+	s.seenStmt, err = s.db.Prepare(`INSERT INTO seen (id, expires) VALUES (?1, ?2)
+		ON CONFLICT (id) DO UPDATE SET expires = excluded.expires
+		WHERE seen.expires != 0 AND seen.expires <= ?3`)
+	return err
 }
 
 func (s *Store) init() error {
@@ -134,10 +220,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 		version int64
 		expires int64
 	)
-	err := s.db.QueryRowContext(ctx,
-		`SELECT value, version, expires FROM kv WHERE key = ? AND (expires = 0 OR expires > ?)`,
-		key, nanos(time.Now()),
-	).Scan(&e.Value, &version, &expires)
+	err := s.getStmt.QueryRowContext(ctx, key, nanos(time.Now())).Scan(&e.Value, &version, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Entry{}, store.ErrNotFound
 	}
@@ -200,32 +283,142 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// MarkSeen implements [store.Store].
+// MarkSeen implements [store.Store]. Concurrent calls are committed together
+// (see the package documentation); each returns once the transaction that
+// holds its id is committed, or with an error if it was not (then the id
+// was not recorded). Once a call has joined a group, it waits for the
+// group's commit even if ctx ends meanwhile, so that its answer is never
+// lost.
 func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, s.fail("mark seen in", err)
 	}
-	// Insert, or replace an expired row; a live row is left alone.
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO seen (id, expires) VALUES (?1, ?2)
-		ON CONFLICT (id) DO UPDATE SET expires = excluded.expires
-		WHERE seen.expires != 0 AND seen.expires <= ?3`,
-		id, nanos(expires), nanos(time.Now()))
-	if err == nil {
-		err = s.wrote(ctx, res)
+	r := &seenReq{id: id, expires: nanos(expires), res: make(chan seenRes, 1)}
+	select {
+	case s.seenCh <- r:
+	case <-ctx.Done():
+		return false, s.fail("mark seen in", ctx.Err())
+	case <-s.closing:
+		return false, s.fail("mark seen in", errClosed)
 	}
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		return false, nil
-	case err != nil:
-		return false, s.fail("mark seen in", err)
+	res := <-r.res
+	if res.err != nil {
+		return false, s.fail("mark seen in", res.err)
 	}
-	return true, nil
+	return res.first, nil
 }
 
-// Close implements [store.Store]. It closes the database.
+// seenLoop commits MarkSeen calls in groups: it takes one call, adds every
+// call already waiting (up to maxSeenBatch), and commits them in one
+// transaction. While it commits, new calls queue for the next group, so
+// the group size follows the load with no added delay.
+func (s *Store) seenLoop() {
+	defer close(s.loopDone)
+	batch := make([]*seenReq, 0, maxSeenBatch)
+	for {
+		select {
+		case r := <-s.seenCh:
+			batch = append(batch[:0], r)
+			// Let the goroutines that are ready to run (requests on their
+			// way to MarkSeen) run first, and take whatever calls they
+			// made: on a busy server the group grows to the requests in
+			// flight, while an idle one commits at once (Gosched returns
+			// immediately when nothing else is runnable).
+			for range maxYields {
+				n := len(batch)
+				runtime.Gosched()
+				batch = s.drain(batch)
+				if len(batch) == n || len(batch) == maxSeenBatch {
+					break
+				}
+			}
+			s.commitSeen(batch)
+			clear(batch)
+		case <-s.closing:
+			return
+		}
+	}
+}
+
+// maxYields bounds how many times seenLoop yields before a commit.
+const maxYields = 4
+
+// drain adds the calls already waiting to batch, up to maxSeenBatch.
+func (s *Store) drain(batch []*seenReq) []*seenReq {
+	for len(batch) < maxSeenBatch {
+		select {
+		case r := <-s.seenCh:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commitSeen records a group of ids in one transaction and answers each
+// call. A call learns true only after the commit succeeded; if anything
+// fails, the transaction rolls back and every call of the group gets the
+// error (none of their ids was recorded).
+func (s *Store) commitSeen(batch []*seenReq) {
+	firsts, err := s.insertSeen(batch)
+	for i, r := range batch {
+		if err != nil {
+			r.res <- seenRes{err: err}
+		} else {
+			r.res <- seenRes{first: firsts[i]}
+		}
+	}
+	if err == nil {
+		s.commits.Add(1)
+		n := uint64(len(batch))
+		if w := s.writes.Add(n); w/sweepEvery != (w-n)/sweepEvery {
+			// Best effort, as in wrote.
+			_ = s.sweep(context.Background())
+		}
+	}
+}
+
+func (s *Store) insertSeen(batch []*seenReq) (firsts []bool, err error) {
+	ctx := context.Background()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	stmt := tx.StmtContext(ctx, s.seenStmt)
+	now := nanos(time.Now())
+	firsts = make([]bool, len(batch))
+	for i, r := range batch {
+		res, err := stmt.ExecContext(ctx, r.id, r.expires, now)
+		if err != nil {
+			return nil, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		// 0: a live row holds the id (possibly inserted earlier in this
+		// very group), 1: inserted or replaced an expired row.
+		firsts[i] = n == 1
+	}
+	return firsts, tx.Commit()
+}
+
+// Close implements [store.Store]. It waits for the MarkSeen group being
+// committed, then closes the database; MarkSeen calls after Close fail.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		<-s.loopDone
+		err = errors.Join(s.rdb.Close(), s.db.Close())
+	})
+	if err != nil {
 		return s.fail("close", err)
 	}
 	return nil
@@ -250,7 +443,7 @@ func (s *Store) Scrub(ctx context.Context) error {
 
 // ListKeys implements [store.Lister].
 func (s *Store) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.rdb.QueryContext(ctx,
 		`SELECT key FROM kv WHERE substr(key, 1, ?1) = ?2 AND key > ?3 AND (expires = 0 OR expires > ?4) ORDER BY key LIMIT ?5`,
 		len(prefix), prefix, after, nanos(time.Now()), limit)
 	if err != nil {

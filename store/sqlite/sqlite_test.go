@@ -21,7 +21,7 @@ import (
 	"github.com/dynkey/dynkey/store/storetest"
 )
 
-func open(t *testing.T, path string) *sqlite.Store {
+func open(t testing.TB, path string) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(path)
 	require.NoError(t, err)

@@ -55,7 +55,7 @@ CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires) WHERE expires != 0;
 CREATE TABLE IF NOT EXISTS seen (
 	id      TEXT PRIMARY KEY,
 	expires INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_expires ON seen(expires) WHERE expires != 0;
 `
 

@@ -585,7 +585,9 @@ func (r *httpRunner) slice(ctx context.Context, d time.Duration, round int) erro
 		}
 		r.rate = rate
 	}
-	r.reqs = nil
+	if r.seal != nil {
+		r.reqs = nil // sent; free them before the next case runs
+	}
 	return nil
 }
 

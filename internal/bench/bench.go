@@ -99,6 +99,9 @@ type Result struct {
 	ServerCPUMicros float64 `json:"server_cpu_us_per_req"`
 	AllocsPerReq    float64 `json:"allocs_per_req"`
 	BytesPerReq     float64 `json:"bytes_per_req"`
+	// IDsPerCommit is the mean number of replay ids one SQLite commit
+	// (one fsync) recorded: the group commit's group size.
+	IDsPerCommit float64 `json:"ids_per_commit,omitempty"`
 	// MaxRSSKiB is the server process's peak resident set (HTTP cases).
 	MaxRSSKiB int64 `json:"max_rss_kib,omitempty"`
 	// ServerCPUs are the CPUs the server was pinned to (none: not pinned).
@@ -150,9 +153,13 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteText writes the results table and, last, the ratios line.
 func (r *Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "%-30s %10s %9s %9s %12s %10s %12s %8s\n", "case", "req/s", "p50 µs", "p99 µs", "server µs/req", "allocs/req", "bytes/req", "errors")
+	fmt.Fprintf(bw, "%-30s %10s %9s %9s %13s %10s %12s %10s %6s\n", "case", "req/s", "p50 µs", "p99 µs", "server µs/req", "allocs/req", "bytes/req", "ids/commit", "errors")
 	for _, c := range r.Results {
-		fmt.Fprintf(bw, "%-30s %10.0f %9.0f %9.0f %12.1f %10.0f %12.0f %8d\n", c.Name, c.ReqPerSec, c.P50Micros, c.P99Micros, c.ServerCPUMicros, c.AllocsPerReq, c.BytesPerReq, c.Errors)
+		idsPerCommit := "-"
+		if c.IDsPerCommit > 0 {
+			idsPerCommit = fmt.Sprintf("%.1f", c.IDsPerCommit)
+		}
+		fmt.Fprintf(bw, "%-30s %10.0f %9.0f %9.0f %13.1f %10.0f %12.0f %10s %6d\n", c.Name, c.ReqPerSec, c.P50Micros, c.P99Micros, c.ServerCPUMicros, c.AllocsPerReq, c.BytesPerReq, idsPerCommit, c.Errors)
 	}
 	fmt.Fprintln(bw, r.Ratios.Line())
 	return bw.Flush()
@@ -345,6 +352,8 @@ type acc struct {
 	cpu     int64
 	mallocs uint64
 	bytes   uint64
+	groups  uint64
+	ids     uint64
 }
 
 func (a *acc) add(requests, errs int, firstErr error, elapsed time.Duration, lat []time.Duration, before, after usage) {
@@ -359,6 +368,8 @@ func (a *acc) add(requests, errs int, firstErr error, elapsed time.Duration, lat
 	a.mallocs += after.Mallocs - before.Mallocs
 	a.bytes += after.TotalAlloc - before.TotalAlloc
 	a.res.MaxRSSKiB = max(a.res.MaxRSSKiB, after.MaxRSSKiB)
+	a.groups += after.SeenGroups - before.SeenGroups
+	a.ids += after.SeenIDs - before.SeenIDs
 }
 
 func (a *acc) result() Result {
@@ -369,6 +380,9 @@ func (a *acc) result() Result {
 		r.ServerCPUMicros = float64(a.cpu) / 1e3 / n
 		r.AllocsPerReq = float64(a.mallocs) / n
 		r.BytesPerReq = float64(a.bytes) / n
+	}
+	if a.groups > 0 {
+		r.IDsPerCommit = float64(a.ids) / float64(a.groups)
 	}
 	r.P50Micros = float64(percentile(a.lat, 0.50)) / 1e3
 	r.P99Micros = float64(percentile(a.lat, 0.99)) / 1e3

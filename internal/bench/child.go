@@ -83,6 +83,9 @@ type usage struct {
 	TotalAlloc uint64 `json:"total_alloc"`
 	MaxRSSKiB  int64  `json:"max_rss_kib"`
 	HeapInuse  uint64 `json:"heap_inuse"`
+	// SeenGroups and SeenIDs: the SQLite store's group commit counters.
+	SeenGroups uint64 `json:"seen_groups,omitempty"`
+	SeenIDs    uint64 `json:"seen_ids,omitempty"`
 }
 
 func readUsage() usage {
@@ -150,7 +153,12 @@ func runChild(specJSON string, in io.Reader, out io.Writer) error {
 	for sc.Scan() {
 		switch sc.Text() {
 		case "usage":
-			if err := enc.Encode(readUsage()); err != nil {
+			u := readUsage()
+			if sqliteStore != nil {
+				st := sqliteStore.Stats()
+				u.SeenGroups, u.SeenIDs = st.SeenGroups, st.SeenIDs
+			}
+			if err := enc.Encode(u); err != nil {
 				return err
 			}
 		case "quit":
@@ -201,6 +209,9 @@ func newServer(spec *childSpec) (http.Handler, childReady, func(), error) {
 	return r, ready, closeFn, nil
 }
 
+// sqliteStore is the child's SQLite store, if it has one.
+var sqliteStore *sqlite.Store
+
 // newMiddleware is the dynkey server of spec with its store.
 func newMiddleware(spec *childSpec) (*middleware.Middleware, store.Store, error) {
 	var st store.Store
@@ -212,7 +223,7 @@ func newMiddleware(spec *childSpec) (*middleware.Middleware, store.Store, error)
 		if err != nil {
 			return nil, nil, err
 		}
-		st = s
+		st, sqliteStore = s, s
 	default:
 		return nil, nil, fmt.Errorf("unknown store %q", spec.Store)
 	}

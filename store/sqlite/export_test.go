@@ -11,6 +11,3 @@ func Rows(t *testing.T, s *Store, table string) int {
 	}
 	return n
 }
-
-// Commits returns how many MarkSeen groups the store committed.
-func Commits(s *Store) uint64 { return s.commits.Load() }

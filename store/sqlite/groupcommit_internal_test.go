@@ -33,6 +33,7 @@ func TestGroupWithDuplicates(t *testing.T) {
 		firsts = append(firsts, res.first)
 	}
 	require.Equal(t, []bool{true, true, false, true, false}, firsts)
+	require.Equal(t, Stats{SeenGroups: 1, SeenIDs: 5}, s.Stats())
 	first, err := s.MarkSeen(t.Context(), "c", time.Now().Add(time.Hour))
 	require.NoError(t, err)
 	require.False(t, first, "an id committed in a group is seen afterwards")

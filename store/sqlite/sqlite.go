@@ -68,9 +68,10 @@ type Store struct {
 	rdb    *sql.DB // readers: a pool of query-only connections
 	path   string  // absolute, named in every error
 	writes atomic.Uint64
-	// commits counts the MarkSeen groups committed (for tests and
-	// benchmarks).
-	commits atomic.Uint64
+	// seenGroups and seenIDs count the MarkSeen groups committed and the
+	// calls they answered (Stats).
+	seenGroups atomic.Uint64
+	seenIDs    atomic.Uint64
 
 	getStmt  *sql.Stmt // on rdb
 	seenStmt *sql.Stmt // on db
@@ -370,8 +371,9 @@ func (s *Store) commitSeen(batch []*seenReq) {
 		}
 	}
 	if err == nil {
-		s.commits.Add(1)
 		n := uint64(len(batch))
+		s.seenGroups.Add(1)
+		s.seenIDs.Add(n)
 		if w := s.writes.Add(n); w/sweepEvery != (w-n)/sweepEvery {
 			// Best effort, as in wrote.
 			_ = s.sweep(context.Background())
@@ -407,6 +409,19 @@ func (s *Store) insertSeen(batch []*seenReq) (firsts []bool, err error) {
 		firsts[i] = n == 1
 	}
 	return firsts, tx.Commit()
+}
+
+// Stats are counters of a Store since Open.
+type Stats struct {
+	// SeenGroups is the number of MarkSeen groups committed, and SeenIDs
+	// the number of MarkSeen calls they answered: SeenIDs/SeenGroups is the
+	// mean group size, the number of ids one fsync recorded.
+	SeenGroups, SeenIDs uint64
+}
+
+// Stats returns the store's counters. It is safe to call at any time.
+func (s *Store) Stats() Stats {
+	return Stats{SeenGroups: s.seenGroups.Load(), SeenIDs: s.seenIDs.Load()}
 }
 
 // Close implements [store.Store]. It waits for the MarkSeen group being

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
 )
 
 // BenchmarkMarkSeen records new ids one at a time: a commit (and fsync)

@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -44,7 +46,7 @@ func TestGroupWithDuplicates(t *testing.T) {
 // a retry of any of them is new.
 func TestFailedGroupRecordsNothing(t *testing.T) {
 	s := openInternal(t)
-	_, err := s.db.Exec(`CREATE TEMP TRIGGER poison BEFORE INSERT ON main.seen WHEN NEW.id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END`)
+	_, err := s.db.Exec(fmt.Sprintf(`CREATE TEMP TRIGGER poison BEFORE INSERT ON main.replay WHEN NEW.h = X'%x' BEGIN SELECT RAISE(ABORT, 'poisoned'); END`, replayHash("poison")))
 	require.NoError(t, err)
 	batch := []*seenReq{req("a"), req("poison"), req("b")}
 	s.commitSeen(batch)
@@ -73,4 +75,33 @@ func TestMarkSeenAfterClose(t *testing.T) {
 	_, err = s.MarkSeen(ctx, "x", time.Now().Add(time.Hour))
 	require.ErrorIs(t, err, errClosed)
 	require.NoError(t, s.Close(), "a second Close is harmless")
+}
+
+// A database written by the previous version (replay ids in clear in table
+// seen) keeps its live ids across the upgrade: they are still seen.
+func TestMigrateSeen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dynkey.db")
+	old, err := sql.Open("sqlite", dsn(path, nil))
+	require.NoError(t, err)
+	_, err = old.Exec(`PRAGMA journal_mode=WAL;
+		CREATE TABLE seen (id TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+		CREATE INDEX seen_expires ON seen(expires) WHERE expires != 0;`)
+	require.NoError(t, err)
+	live, expired := nanos(time.Now().Add(time.Hour)), nanos(time.Now().Add(-time.Second))
+	_, err = old.Exec(`INSERT INTO seen VALUES ('live', ?), ('forever', 0), ('expired', ?)`, live, expired)
+	require.NoError(t, err)
+	require.NoError(t, old.Close())
+
+	s, err := Open(path)
+	require.NoError(t, err)
+	defer s.Close()
+	exp := time.Now().Add(time.Hour)
+	for id, want := range map[string]bool{"live": false, "forever": false, "expired": true} {
+		first, err := s.MarkSeen(t.Context(), id, exp)
+		require.NoError(t, err)
+		require.Equal(t, want, first, id)
+	}
+	var n int
+	require.NoError(t, s.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'seen'`).Scan(&n))
+	require.Zero(t, n, "the old table is dropped")
 }

@@ -46,7 +46,7 @@ func TestGroupWithDuplicates(t *testing.T) {
 // a retry of any of them is new.
 func TestFailedGroupRecordsNothing(t *testing.T) {
 	s := openInternal(t)
-	_, err := s.db.Exec(fmt.Sprintf(`CREATE TEMP TRIGGER poison BEFORE INSERT ON main.replay WHEN NEW.h = X'%x' BEGIN SELECT RAISE(ABORT, 'poisoned'); END`, replayHash("poison")))
+	_, err := s.db.Exec(fmt.Sprintf(`CREATE TEMP TRIGGER poison BEFORE INSERT ON main.replay_log WHEN NEW.h = X'%x' BEGIN SELECT RAISE(ABORT, 'poisoned'); END`, replayHash("poison")))
 	require.NoError(t, err)
 	batch := []*seenReq{req("a"), req("poison"), req("b")}
 	s.commitSeen(batch)

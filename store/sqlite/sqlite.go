@@ -44,9 +44,13 @@ import (
 // sweepEvery is the number of writes between two deletions of expired rows.
 const sweepEvery = 1000
 
-// Expiries are stored as Unix nanoseconds, 0 meaning never. Replay ids are
-// stored as the first 16 bytes of their SHA-256 (see replayHash), in a
-// table clustered on that hash.
+// Expiries are stored as Unix nanoseconds, 0 meaning never.
+//
+// Replay ids are a log (table replay_log) in the order they were recorded,
+// each as the first 16 bytes of its SHA-256 (replayHash), and every Store
+// keeps an index of the live ones in memory (see seenSet). Appending to a
+// log writes one or two pages per group commit, where inserting random
+// keys into a B-tree would write a page per id.
 const schema = `
 CREATE TABLE IF NOT EXISTS kv (
 	key     TEXT PRIMARY KEY,
@@ -55,23 +59,22 @@ CREATE TABLE IF NOT EXISTS kv (
 	expires INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires) WHERE expires != 0;
-CREATE TABLE IF NOT EXISTS replay (
-	h       BLOB PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS replay_log (
+	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+	h       BLOB NOT NULL,
 	expires INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS replay_expires ON replay(expires) WHERE expires != 0;
+);
+CREATE INDEX IF NOT EXISTS replay_log_expires ON replay_log(expires) WHERE expires != 0;
 `
 
 // replayHash is how a replay id is stored: the first 16 bytes of its
-// SHA-256. A fixed 16-byte key keeps the table small whatever the ids look
-// like (the middleware's are about 80 bytes), which is what makes a write
-// cheap: fewer pages per id, and more ids per page written. Two distinct
-// ids collide with probability 2^-128 per pair (below 10^-14 for 10^12 ids
-// within one replay window), and a collision errs on the safe side: the
-// second id is reported as seen.
-func replayHash(id string) []byte {
+// SHA-256, a fixed size whatever the ids look like (the middleware's are
+// about 80 bytes). Two distinct ids collide with probability 2^-128 per
+// pair (below 10^-14 for 10^12 ids within one replay window), and a
+// collision errs on the safe side: the second id is reported as seen.
+func replayHash(id string) [16]byte {
 	h := sha256.Sum256([]byte(id))
-	return h[:16]
+	return [16]byte(h[:16])
 }
 
 // maxSeenBatch bounds how many MarkSeen calls one transaction commits.
@@ -90,6 +93,10 @@ type Store struct {
 
 	getStmt  *sql.Stmt // on rdb
 	seenStmt *sql.Stmt // on db
+
+	// seen is the in-memory index of the live replay ids, owned by
+	// seenLoop (and by Open before the loop starts).
+	seen *seenSet
 
 	// MarkSeen requests go to the group-commit loop (seenLoop).
 	seenCh    chan *seenReq
@@ -213,9 +220,7 @@ func (s *Store) prepare() error {
 		return err
 	}
 	// Insert, or replace an expired row; a live row is left alone.
-	s.seenStmt, err = s.db.Prepare(`INSERT INTO replay (h, expires) VALUES (?1, ?2)
-		ON CONFLICT (h) DO UPDATE SET expires = excluded.expires
-		WHERE replay.expires != 0 AND replay.expires <= ?3`)
+	s.seenStmt, err = s.db.Prepare(`INSERT INTO replay_log (h, expires) VALUES (?, ?)`)
 	return err
 }
 
@@ -234,11 +239,15 @@ func (s *Store) init() error {
 	if err := s.migrateSeen(ctx); err != nil {
 		return fmt.Errorf("migrate replay ids: %w", err)
 	}
-	return s.sweep(ctx)
+	if err := s.sweep(ctx); err != nil {
+		return err
+	}
+	s.seen = newSeenSet()
+	return s.seen.catchUp(ctx, s.db)
 }
 
 // migrateSeen moves the live replay ids of a database written by an
-// earlier version (table seen, ids in clear) into the replay table, hashed,
+// earlier version (table seen, ids in clear) into the replay log, hashed,
 // and drops the old table, in one transaction: no id is forgotten, and
 // every process opening the file afterwards finds them where it looks.
 func (s *Store) migrateSeen(ctx context.Context) error {
@@ -273,7 +282,8 @@ func (s *Store) migrateSeen(ctx context.Context) error {
 		return err
 	}
 	for _, r := range live {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO replay (h, expires) VALUES (?, ?)`, replayHash(r.id), r.expires); err != nil {
+		h := replayHash(r.id)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO replay_log (h, expires) VALUES (?, ?)`, h[:], r.expires); err != nil {
 			return err
 		}
 	}
@@ -456,6 +466,14 @@ func (s *Store) commitSeen(batch []*seenReq) {
 	}
 }
 
+// insertSeen records a group in one write transaction. Holding SQLite's
+// write lock, it first reads the log entries other processes (or other
+// Stores on the file) appended since this Store last looked, so that its
+// in-memory index is complete; then it decides each id against the index
+// and appends the new ones. Another writer cannot interleave: the decision
+// and the append are one transaction under the write lock, which is what
+// makes MarkSeen atomic across processes. The index learns this group's
+// ids only once they are committed.
 func (s *Store) insertSeen(batch []*seenReq) (firsts []bool, err error) {
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -467,23 +485,127 @@ func (s *Store) insertSeen(batch []*seenReq) (firsts []bool, err error) {
 			_ = tx.Rollback()
 		}
 	}()
+	if err := s.seen.catchUp(ctx, tx); err != nil {
+		return nil, err
+	}
 	stmt := tx.StmtContext(ctx, s.seenStmt)
 	now := nanos(time.Now())
 	firsts = make([]bool, len(batch))
+	added := make(map[[16]byte]int64, len(batch))
+	var last int64
 	for i, r := range batch {
-		res, err := stmt.ExecContext(ctx, replayHash(r.id), r.expires, now)
+		h := replayHash(r.id)
+		if exp, ok := added[h]; ok && live(exp, now) {
+			continue // the same id earlier in this group
+		}
+		if s.seen.live(h, now) {
+			continue
+		}
+		res, err := stmt.ExecContext(ctx, h[:], r.expires)
 		if err != nil {
 			return nil, err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
+		if last, err = res.LastInsertId(); err != nil {
 			return nil, err
 		}
-		// 0: a live row holds the id (possibly inserted earlier in this
-		// very group), 1: inserted or replaced an expired row.
-		firsts[i] = n == 1
+		added[h] = r.expires
+		firsts[i] = true
 	}
-	return firsts, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	for i, r := range batch {
+		if firsts[i] {
+			s.seen.add(replayHash(r.id), r.expires)
+		}
+	}
+	s.seen.seq = max(s.seen.seq, last)
+	s.seen.expire(now)
+	return firsts, nil
+}
+
+// live reports whether an id recorded until expires is still remembered
+// at now.
+func live(expires, now int64) bool { return expires == 0 || expires > now }
+
+// seenSet is a Store's in-memory index of the live replay ids in the log:
+// the hash of each with its expiry, and the log position up to which it is
+// complete. Entries are dropped in the order they were added once
+// expired, so memory follows the ids remembered: about 80 bytes per id.
+type seenSet struct {
+	m     map[[16]byte]int64
+	order []seenEntry // in the order added; the front is dropped first
+	head  int
+	seq   int64 // every log entry up to seq is in m (or expired)
+}
+
+type seenEntry struct {
+	h       [16]byte
+	expires int64
+}
+
+func newSeenSet() *seenSet { return &seenSet{m: map[[16]byte]int64{}} }
+
+func (t *seenSet) live(h [16]byte, now int64) bool {
+	exp, ok := t.m[h]
+	return ok && live(exp, now)
+}
+
+// add records h until expires, keeping the later expiry of a duplicate.
+func (t *seenSet) add(h [16]byte, expires int64) {
+	if old, ok := t.m[h]; ok && (old == 0 || (expires != 0 && old >= expires)) {
+		return
+	}
+	t.m[h] = expires
+	t.order = append(t.order, seenEntry{h, expires})
+}
+
+// expire drops the expired entries at the front. An entry that never
+// expires, or expires later than those behind it, holds the ones behind it
+// until it expires: they are invisible (live checks the expiry), only
+// their memory waits.
+func (t *seenSet) expire(now int64) {
+	for t.head < len(t.order) {
+		e := t.order[t.head]
+		if live(e.expires, now) {
+			break
+		}
+		if t.m[e.h] == e.expires {
+			delete(t.m, e.h)
+		}
+		t.order[t.head] = seenEntry{}
+		t.head++
+	}
+	if t.head > 1024 && t.head*2 > len(t.order) {
+		t.order = append(t.order[:0:0], t.order[t.head:]...)
+		t.head = 0
+	}
+}
+
+// catchUp adds the log entries appended after t.seq.
+func (t *seenSet) catchUp(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}) error {
+	rows, err := q.QueryContext(ctx, `SELECT seq, h, expires FROM replay_log WHERE seq > ? ORDER BY seq`, t.seq)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	now := nanos(time.Now())
+	for rows.Next() {
+		var (
+			seq, expires int64
+			h            []byte
+		)
+		if err := rows.Scan(&seq, &h, &expires); err != nil {
+			return err
+		}
+		if len(h) == 16 && live(expires, now) {
+			t.add([16]byte(h), expires)
+		}
+		t.seq = seq
+	}
+	return rows.Err()
 }
 
 // Stats are counters of a Store since Open.
@@ -580,7 +702,7 @@ func (s *Store) sweep(ctx context.Context) error {
 	now := nanos(time.Now())
 	for _, q := range []string{
 		`DELETE FROM kv WHERE expires != 0 AND expires <= ?`,
-		`DELETE FROM replay WHERE expires != 0 AND expires <= ?`,
+		`DELETE FROM replay_log WHERE expires != 0 AND expires <= ?`,
 	} {
 		if _, err := s.db.ExecContext(ctx, q, now); err != nil {
 			return fmt.Errorf("delete expired rows: %w", err)

@@ -171,7 +171,7 @@ func TestSweep(t *testing.T) {
 	_, err = s2.Get(ctx, "live")
 	require.NoError(t, err)
 	require.Equal(t, 1, sqlite.Rows(t, s2, "kv"))
-	require.Equal(t, 0, sqlite.Rows(t, s2, "replay"))
+	require.Equal(t, 0, sqlite.Rows(t, s2, "replay_log"))
 }
 
 func ExampleOpen() {

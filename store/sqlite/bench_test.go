@@ -1,61 +1,75 @@
 package sqlite_test
 
 import (
+	"os"
 	"path/filepath"
-	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dynkey/dynkey/store/sqlite"
+	"github.com/dynkey/dynkey/store/storetest"
 )
 
-// BenchmarkMarkSeen records new ids one at a time: a commit (and fsync)
-// per id.
-func BenchmarkMarkSeen(b *testing.B) {
-	s := open(b, filepath.Join(b.TempDir(), "dynkey.db"))
-	exp := time.Now().Add(time.Hour)
-	ctx := b.Context()
-	i := 0
-	for b.Loop() {
-		if _, err := s.MarkSeen(ctx, "dynkey/msg/u-0123456789abcdef0123456789abcdef/"+strconv.Itoa(i), exp); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-}
-
-// BenchmarkMarkSeenParallel records new ids from 32 goroutines per CPU, as
-// a loaded server does: concurrent calls share a commit (group commit).
-func BenchmarkMarkSeenParallel(b *testing.B) {
-	s := open(b, filepath.Join(b.TempDir(), "dynkey.db"))
-	exp := time.Now().Add(time.Hour)
-	ctx := b.Context()
-	var n atomic.Int64
-	b.SetParallelism(32)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := n.Add(1)
-			if _, err := s.MarkSeen(ctx, "dynkey/msg/u-0123456789abcdef0123456789abcdef/"+strconv.FormatInt(i, 10), exp); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	st := s.Stats()
-	b.ReportMetric(float64(st.SeenIDs)/float64(max(st.SeenGroups, 1)), "ids/commit")
-}
-
-// BenchmarkGet reads a session-sized record.
-func BenchmarkGet(b *testing.B) {
-	s := open(b, filepath.Join(b.TempDir(), "dynkey.db"))
-	ctx := b.Context()
-	if _, err := s.CompareAndSwap(ctx, "dynkey/session/0123456789abcdef0123456789abcdef", 0, make([]byte, 400), time.Now().Add(time.Hour)); err != nil {
+// BenchmarkStore measures each operation's latency (no round trips: the
+// database is a local file; each write is an fsync'ed commit).
+func BenchmarkStore(b *testing.B) {
+	s, err := sqlite.Open(filepath.Join(b.TempDir(), "dynkey.db"))
+	if err != nil {
 		b.Fatal(err)
 	}
-	for b.Loop() {
-		if _, err := s.Get(ctx, "dynkey/session/0123456789abcdef0123456789abcdef"); err != nil {
-			b.Fatal(err)
-		}
+	defer s.Close()
+	storetest.Bench(b, s, nil)
+}
+
+// BenchmarkSizing measures the disk the database uses per session (a record
+// of storetest.SessionValue's size) and per message id: the growth of the
+// file, checkpointed by Close, divided by the entries written. Run it with
+// a fixed count, e.g. -benchtime=20000x.
+func BenchmarkSizing(b *testing.B) {
+	value := storetest.SessionValue()
+	exp := time.Now().Add(time.Hour)
+	for _, tc := range []struct {
+		name  string
+		write func(s *sqlite.Store, i int) error
+	}{
+		{"session", func(s *sqlite.Store, i int) error {
+			_, err := s.CompareAndSwap(b.Context(), storetest.SessionKey(i), 0, value, exp)
+			return err
+		}},
+		{"msgid", func(s *sqlite.Store, i int) error {
+			_, err := s.MarkSeen(b.Context(), storetest.MessageID(i), exp)
+			return err
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "dynkey.db")
+			size := func() int64 {
+				fi, err := os.Stat(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return fi.Size()
+			}
+			s, err := sqlite.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			before := size()
+			if s, err = sqlite.Open(path); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; b.Loop(); i++ {
+				if err := tc.write(s, i); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(size()-before)/float64(b.N), "bytes/entry")
+		})
 	}
 }

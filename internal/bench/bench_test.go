@@ -183,7 +183,8 @@ func BenchmarkMemoryPerReplayID(b *testing.B) {
 }
 
 // BenchmarkSQLitePerReplayID reports the disk space SQLite takes per
-// replay id (metric disk-B/id, after a checkpoint).
+// replay id (metric disk-B/id, after a checkpoint) and the heap of its
+// in-memory index (heap-B/id).
 func BenchmarkSQLitePerReplayID(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "dynkey.db")
 	st, err := sqlite.Open(path)
@@ -191,6 +192,7 @@ func BenchmarkSQLitePerReplayID(b *testing.B) {
 	defer st.Close()
 	ctx := context.Background()
 	exp := time.Now().Add(time.Hour)
+	before := heapAlloc()
 	i := 0
 	for b.Loop() {
 		if _, err := st.MarkSeen(ctx, replayKey(i), exp); err != nil {
@@ -199,6 +201,7 @@ func BenchmarkSQLitePerReplayID(b *testing.B) {
 		i++
 	}
 	b.StopTimer()
+	b.ReportMetric(float64(heapAlloc()-before)/float64(i), "heap-B/id")
 	require.NoError(b, st.Scrub(ctx))
 	fi, err := os.Stat(path)
 	require.NoError(b, err)

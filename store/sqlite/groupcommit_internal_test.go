@@ -35,7 +35,10 @@ func TestGroupWithDuplicates(t *testing.T) {
 		firsts = append(firsts, res.first)
 	}
 	require.Equal(t, []bool{true, true, false, true, false}, firsts)
-	require.Equal(t, Stats{SeenGroups: 1, SeenIDs: 5}, s.Stats())
+	st := s.Stats()
+	require.Equal(t, uint64(1), st.SeenGroups)
+	require.Equal(t, uint64(5), st.SeenIDs)
+	require.Positive(t, st.Syncs, "the group was fsync'ed before its answers")
 	first, err := s.MarkSeen(t.Context(), "c", time.Now().Add(time.Hour))
 	require.NoError(t, err)
 	require.False(t, first, "an id committed in a group is seen afterwards")
@@ -104,4 +107,47 @@ func TestMigrateSeen(t *testing.T) {
 	var n int
 	require.NoError(t, s.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'seen'`).Scan(&n))
 	require.Zero(t, n, "the old table is dropped")
+}
+
+// A MarkSeen answer waits for an fsync of the log that started after its
+// group was committed; CompareAndSwap and Delete fsync before returning.
+func TestAnswersWaitForTheFsync(t *testing.T) {
+	s := openInternal(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.walMu.Lock()
+	s.syncHook = func() { entered <- struct{}{}; <-release }
+	s.walMu.Unlock()
+
+	r := req("a")
+	go s.commitSeen([]*seenReq{r})
+	<-entered
+	// Committed (readers see it), not yet answered.
+	var n int
+	require.NoError(t, s.rdb.QueryRow(`SELECT count(*) FROM replay_log`).Scan(&n))
+	require.Equal(t, 1, n)
+	require.Empty(t, r.res, "answered before the fsync")
+	release <- struct{}{}
+	res := <-r.res
+	require.NoError(t, res.err)
+	require.True(t, res.first)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.CompareAndSwap(context.Background(), "k", 0, []byte("v"), time.Time{})
+		done <- err
+	}()
+	<-entered
+	require.Empty(t, done, "CompareAndSwap returned before the fsync")
+	release <- struct{}{}
+	require.NoError(t, <-done)
+
+	go func() { done <- s.Delete(context.Background(), "k") }()
+	<-entered
+	require.Empty(t, done, "Delete returned before the fsync")
+	release <- struct{}{}
+	require.NoError(t, <-done)
+
+	s.walMu.Lock()
+	s.syncHook = nil
+	s.walMu.Unlock()
 }

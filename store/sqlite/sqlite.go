@@ -14,11 +14,14 @@
 // contend for SQLite's write lock among themselves) and reads through a pool
 // of read-only connections, which WAL lets run beside the writer. MarkSeen
 // calls arriving while the writer is busy are committed together in one
-// transaction (group commit): each caller still learns its own answer, only
-// after the transaction holding its id is durably committed, and one fsync
-// serves the whole group. Nothing is acknowledged before it is on disk
-// (synchronous=FULL): a power cut loses no session, key ring or message id
-// that a caller was told was stored (docs/PERFORMANCE.md).
+// transaction (group commit), and the write-ahead log is fsync'ed by a
+// second goroutine while the writer already commits the next group: one
+// fsync serves every group committed before it started. Each caller
+// learns its own answer only once the log holding its id is on disk, and
+// CompareAndSwap and Delete return only after the same fsync: nothing is
+// acknowledged before it is on disk, so a power cut loses no session, key
+// ring or message id that a caller was told was stored
+// (docs/PERFORMANCE.md).
 package sqlite
 
 import (
@@ -29,6 +32,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -98,11 +102,21 @@ type Store struct {
 	// seenLoop (and by Open before the loop starts).
 	seen *seenSet
 
-	// MarkSeen requests go to the group-commit loop (seenLoop).
+	// MarkSeen requests go to the group-commit loop (seenLoop), committed
+	// groups to the fsync loop (syncLoop).
 	seenCh    chan *seenReq
+	syncCh    chan seenGroup
 	closing   chan struct{}
 	loopDone  chan struct{}
+	syncDone  chan struct{}
 	closeOnce sync.Once
+
+	// wal is the write-ahead log file, opened to fsync it (syncWAL).
+	walMu sync.Mutex
+	wal   *os.File
+	syncs atomic.Uint64
+	// syncHook, if set (tests only), runs in syncWAL before the fsync.
+	syncHook func()
 }
 
 // seenReq is one MarkSeen call waiting for its group's commit.
@@ -115,6 +129,12 @@ type seenReq struct {
 type seenRes struct {
 	first bool
 	err   error
+}
+
+// seenGroup is a committed group waiting for its fsync.
+type seenGroup struct {
+	batch  []*seenReq
+	firsts []bool
 }
 
 // errClosed is the cause of errors from a closed Store.
@@ -144,11 +164,13 @@ func Open(path string) (*Store, error) {
 	//   - busy_timeout: wait up to 5s for another process's write lock
 	//     instead of failing with SQLITE_BUSY.
 	//   - journal_mode=WAL: readers do not block the writer and vice versa.
-	//   - synchronous=FULL: a commit is on disk before it returns. NORMAL
-	//     would lose the last commits on power failure, which here means
-	//     forgetting replay ids already marked seen or rolling back a key
-	//     rotation. Group commit of MarkSeen makes one fsync serve many
-	//     requests, so the full guarantee costs little.
+	//   - synchronous=NORMAL: SQLite syncs the log only around checkpoints,
+	//     which keeps the database consistent after a power cut but could
+	//     lose the last commits; so every write method fsyncs the log itself
+	//     after its commit and before it returns (syncWAL), outside
+	//     SQLite's write lock, so that the next commit need not wait for
+	//     the disk. What a caller is told is stored is on disk, as with
+	//     synchronous=FULL.
 	//   - secure_delete=ON: deleted and overwritten content is zeroed in
 	//     the database pages, so that a destroyed server key leaves no copy
 	//     in free space (Scrub then clears the WAL).
@@ -165,7 +187,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("dynkey/store/sqlite: open %s: %w", path, err)
 	}
 	db, err := sql.Open("sqlite", dsn(abs, url.Values{
-		"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-65536)", "wal_autocheckpoint(8000)", "secure_delete(ON)"},
+		"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)", "wal_autocheckpoint(8000)", "secure_delete(ON)"},
 		"_txlock": {"immediate"},
 	}))
 	if err != nil {
@@ -175,8 +197,16 @@ func Open(path string) (*Store, error) {
 	// each other for SQLite's write lock (no SQLITE_BUSY), and busy_timeout
 	// only has to cover other processes.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, path: abs, seenCh: make(chan *seenReq), closing: make(chan struct{}), loopDone: make(chan struct{})}
+	s := &Store{db: db, path: abs, seenCh: make(chan *seenReq), syncCh: make(chan seenGroup, 64),
+		closing: make(chan struct{}), loopDone: make(chan struct{}), syncDone: make(chan struct{})}
 	if err := s.init(); err != nil {
+		db.Close()
+		return nil, s.fail("open", err)
+	}
+	// The log exists once the writer's connection is open in WAL mode;
+	// its directory entry is synced once, so that the file itself
+	// survives a power cut.
+	if err := s.openWAL(); err != nil {
 		db.Close()
 		return nil, s.fail("open", err)
 	}
@@ -195,10 +225,54 @@ func Open(path string) (*Store, error) {
 	if err := s.prepare(); err != nil {
 		rdb.Close()
 		db.Close()
+		s.wal.Close()
 		return nil, s.fail("open", err)
 	}
 	go s.seenLoop()
+	go s.syncLoop()
 	return s, nil
+}
+
+// openWAL opens the write-ahead log file and syncs its directory.
+func (s *Store) openWAL() error {
+	f, err := os.Open(s.path + "-wal")
+	if err != nil {
+		return err
+	}
+	s.wal = f
+	dir, err := os.Open(filepath.Dir(s.path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+// syncWAL makes every commit made so far durable: it fsyncs the
+// write-ahead log. If the log file was replaced since it was opened (the
+// last connection to the database closed, which checkpoints the log into
+// the database, syncs it and deletes the log), it opens the new one.
+func (s *Store) syncWAL() error {
+	s.walMu.Lock()
+	defer s.walMu.Unlock()
+	s.syncs.Add(1)
+	if s.syncHook != nil {
+		s.syncHook()
+	}
+	cur, err := os.Stat(s.path + "-wal")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // checkpointed into the database, which SQLite synced
+	}
+	if err != nil {
+		return err
+	}
+	if fi, err := s.wal.Stat(); err != nil || !os.SameFile(fi, cur) {
+		s.wal.Close()
+		if s.wal, err = os.Open(s.path + "-wal"); err != nil {
+			return err
+		}
+	}
+	return s.wal.Sync()
 }
 
 // dsn is an SQLite URI for the file at abs, so that any byte of the path
@@ -352,6 +426,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 	if err == nil {
 		err = s.wrote(ctx, res)
 	}
+	if err == nil {
+		err = s.syncWAL()
+	}
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return 0, store.ErrConflict
@@ -366,15 +443,19 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM kv WHERE key = ?`, key); err != nil {
 		return s.fail("delete from", err)
 	}
+	if err := s.syncWAL(); err != nil {
+		return s.fail("delete from", err)
+	}
 	return nil
 }
 
 // MarkSeen implements [store.Store]. Concurrent calls are committed together
 // (see the package documentation); each returns once the transaction that
-// holds its id is committed, or with an error if it was not (then the id
-// was not recorded). Once a call has joined a group, it waits for the
-// group's commit even if ctx ends meanwhile, so that its answer is never
-// lost.
+// holds its id is committed and fsync'ed, or with an error if the
+// transaction failed (then the id was not recorded) or the fsync failed
+// (then the outcome is unknown, as for any write whose disk fails). Once a
+// call has joined a group, it waits for the group's fsync even if ctx ends
+// meanwhile, so that its answer is never lost.
 func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, s.fail("mark seen in", err)
@@ -400,6 +481,7 @@ func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (boo
 // the group size follows the load with no added delay.
 func (s *Store) seenLoop() {
 	defer close(s.loopDone)
+	defer close(s.syncCh)
 	batch := make([]*seenReq, 0, maxSeenBatch)
 	for {
 		select {
@@ -419,7 +501,7 @@ func (s *Store) seenLoop() {
 				}
 			}
 			s.commitSeen(batch)
-			clear(batch)
+			batch = make([]*seenReq, 0, maxSeenBatch) // the old one waits for its fsync
 		case <-s.closing:
 			return
 		}
@@ -442,27 +524,59 @@ func (s *Store) drain(batch []*seenReq) []*seenReq {
 	return batch
 }
 
-// commitSeen records a group of ids in one transaction and answers each
-// call. A call learns true only after the commit succeeded; if anything
-// fails, the transaction rolls back and every call of the group gets the
-// error (none of their ids was recorded).
+// commitSeen records a group of ids in one transaction and passes it to
+// syncLoop, which answers each call once the log is on disk. A call learns
+// true only after that; if the transaction fails, it rolls back and every
+// call of the group gets the error at once (none of their ids was
+// recorded).
 func (s *Store) commitSeen(batch []*seenReq) {
 	firsts, err := s.insertSeen(batch)
-	for i, r := range batch {
-		if err != nil {
+	if err != nil {
+		for _, r := range batch {
 			r.res <- seenRes{err: err}
-		} else {
-			r.res <- seenRes{first: firsts[i]}
 		}
+		return
 	}
-	if err == nil {
-		n := uint64(len(batch))
-		s.seenGroups.Add(1)
-		s.seenIDs.Add(n)
-		if w := s.writes.Add(n); w/sweepEvery != (w-n)/sweepEvery {
-			// Best effort, as in wrote.
-			_ = s.sweep(context.Background())
+	s.syncCh <- seenGroup{batch: batch, firsts: firsts}
+	n := uint64(len(batch))
+	s.seenGroups.Add(1)
+	s.seenIDs.Add(n)
+	if w := s.writes.Add(n); w/sweepEvery != (w-n)/sweepEvery {
+		// Best effort, as in wrote.
+		_ = s.sweep(context.Background())
+	}
+}
+
+// syncLoop fsyncs the log for the committed groups: one fsync for every
+// group waiting when it starts, while seenLoop commits the next ones.
+func (s *Store) syncLoop() {
+	defer close(s.syncDone)
+	var groups []seenGroup
+	for g := range s.syncCh {
+		groups = append(groups[:0], g)
+	drain:
+		for {
+			select {
+			case g, ok := <-s.syncCh:
+				if !ok {
+					break drain
+				}
+				groups = append(groups, g)
+			default:
+				break drain
+			}
 		}
+		err := s.syncWAL()
+		for _, g := range groups {
+			for i, r := range g.batch {
+				if err != nil {
+					r.res <- seenRes{err: err}
+				} else {
+					r.res <- seenRes{first: g.firsts[i]}
+				}
+			}
+		}
+		clear(groups)
 	}
 }
 
@@ -612,13 +726,16 @@ func (t *seenSet) catchUp(ctx context.Context, q interface {
 type Stats struct {
 	// SeenGroups is the number of MarkSeen groups committed, and SeenIDs
 	// the number of MarkSeen calls they answered: SeenIDs/SeenGroups is the
-	// mean group size, the number of ids one fsync recorded.
+	// mean group size, the number of ids one commit recorded.
 	SeenGroups, SeenIDs uint64
+	// Syncs is the number of fsyncs of the write-ahead log (by MarkSeen
+	// groups, CompareAndSwap and Delete).
+	Syncs uint64
 }
 
 // Stats returns the store's counters. It is safe to call at any time.
 func (s *Store) Stats() Stats {
-	return Stats{SeenGroups: s.seenGroups.Load(), SeenIDs: s.seenIDs.Load()}
+	return Stats{SeenGroups: s.seenGroups.Load(), SeenIDs: s.seenIDs.Load(), Syncs: s.syncs.Load()}
 }
 
 // Close implements [store.Store]. It waits for the MarkSeen group being
@@ -628,7 +745,8 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		<-s.loopDone
-		err = errors.Join(s.rdb.Close(), s.db.Close())
+		<-s.syncDone
+		err = errors.Join(s.rdb.Close(), s.db.Close(), s.wal.Close())
 	})
 	if err != nil {
 		return s.fail("close", err)

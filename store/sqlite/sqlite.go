@@ -115,6 +115,11 @@ type Store struct {
 	walMu sync.Mutex
 	wal   *os.File
 	syncs atomic.Uint64
+	// committed counts the commits of this Store's writer, incremented
+	// once each has returned; synced (under walMu) is the count the last
+	// successful fsync covered.
+	committed atomic.Uint64
+	synced    uint64
 	// syncHook, if set (tests only), runs in syncWAL before the fsync.
 	syncHook func()
 }
@@ -135,6 +140,7 @@ type seenRes struct {
 type seenGroup struct {
 	batch  []*seenReq
 	firsts []bool
+	gen    uint64 // commitDone's number for the group's commit
 }
 
 // errClosed is the cause of errors from a closed Store.
@@ -248,13 +254,32 @@ func (s *Store) openWAL() error {
 	return dir.Sync()
 }
 
-// syncWAL makes every commit made so far durable: it fsyncs the
-// write-ahead log. If the log file was replaced since it was opened (the
-// last connection to the database closed, which checkpoints the log into
-// the database, syncs it and deletes the log), it opens the new one.
-func (s *Store) syncWAL() error {
+// commitDone records that a commit of the writer returned, and returns its
+// number for syncWAL.
+func (s *Store) commitDone() uint64 { return s.committed.Add(1) }
+
+// syncWAL makes commit number gen (from commitDone) durable: it fsyncs the
+// write-ahead log, unless an fsync that started after that commit returned
+// already succeeded (concurrent writers share one fsync). If the log file
+// was replaced since it was opened (the last connection to the database
+// closed, which checkpoints the log into the database, syncs it and
+// deletes the log), it opens the new one.
+func (s *Store) syncWAL(gen uint64) error {
 	s.walMu.Lock()
 	defer s.walMu.Unlock()
+	if s.synced >= gen {
+		return nil
+	}
+	target := s.committed.Load() // every commit counted here has returned
+	if err := s.fsyncWAL(); err != nil {
+		return err
+	}
+	s.synced = target
+	return nil
+}
+
+// fsyncWAL fsyncs the write-ahead log file, under walMu.
+func (s *Store) fsyncWAL() error {
 	s.syncs.Add(1)
 	if s.syncHook != nil {
 		s.syncHook()
@@ -427,7 +452,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 		err = s.wrote(ctx, res)
 	}
 	if err == nil {
-		err = s.syncWAL()
+		err = s.syncWAL(s.commitDone())
 	}
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -443,7 +468,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM kv WHERE key = ?`, key); err != nil {
 		return s.fail("delete from", err)
 	}
-	if err := s.syncWAL(); err != nil {
+	if err := s.syncWAL(s.commitDone()); err != nil {
 		return s.fail("delete from", err)
 	}
 	return nil
@@ -537,7 +562,7 @@ func (s *Store) commitSeen(batch []*seenReq) {
 		}
 		return
 	}
-	s.syncCh <- seenGroup{batch: batch, firsts: firsts}
+	s.syncCh <- seenGroup{batch: batch, firsts: firsts, gen: s.commitDone()}
 	n := uint64(len(batch))
 	s.seenGroups.Add(1)
 	s.seenIDs.Add(n)
@@ -566,7 +591,7 @@ func (s *Store) syncLoop() {
 				break drain
 			}
 		}
-		err := s.syncWAL()
+		err := s.syncWAL(groups[len(groups)-1].gen) // groups arrive in commit order
 		for _, g := range groups {
 			for i, r := range g.batch {
 				if err != nil {

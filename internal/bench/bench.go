@@ -44,6 +44,12 @@ type Config struct {
 	// echoes. Default 1024.
 	BodySize int
 
+	// Sessions is the number of other sessions the dynkey servers' stores
+	// hold before the run (session-sized records under session keys, written
+	// through the store), to show how cost grows with the store's size.
+	// Default 0.
+	Sessions int
+
 	// Suite is the dynkey suite of the dynkey, floor and server cases.
 	// Default "ecies-x25519".
 	Suite string
@@ -128,6 +134,7 @@ type Report struct {
 		Concurrency int      `json:"concurrency"`
 		Rounds      int      `json:"rounds"`
 		BodySize    int      `json:"body_size"`
+		Sessions    int      `json:"sessions"`
 		Suite       string   `json:"suite"`
 		Cases       []string `json:"cases"`
 	} `json:"config"`
@@ -215,6 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Config.Concurrency = cfg.Concurrency
 	rep.Config.Rounds = cfg.Rounds
 	rep.Config.BodySize = cfg.BodySize
+	rep.Config.Sessions = cfg.Sessions
 	rep.Config.Suite = cfg.Suite
 	rep.Config.Cases = cfg.Cases
 	rep.Machine.NumCPU = runtime.NumCPU()
@@ -492,6 +500,7 @@ func (e *env) newHTTPRunner(name string, spec *childSpec) (*httpRunner, error) {
 		spec.JoseClientSig, spec.JoseClientEnc = jk.public()
 	}
 	if spec.Kind == kindDynkey {
+		spec.Sessions = e.cfg.Sessions
 		spec.KEK = make([]byte, 32)
 		_, _ = rand.Read(spec.KEK)
 	}

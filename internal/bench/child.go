@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -61,6 +64,7 @@ type childSpec struct {
 	KEK        []byte `json:"kek,omitempty"`
 	MaxBody    int64  `json:"max_body,omitempty"`
 	CPUProfile string `json:"cpu_profile,omitempty"`
+	Sessions   int    `json:"sessions,omitempty"`
 	// jose: the client's public keys (PKIX DER).
 	JoseClientSig []byte `json:"jose_client_sig,omitempty"`
 	JoseClientEnc []byte `json:"jose_client_enc,omitempty"`
@@ -227,6 +231,10 @@ func newMiddleware(spec *childSpec) (*middleware.Middleware, store.Store, error)
 	default:
 		return nil, nil, fmt.Errorf("unknown store %q", spec.Store)
 	}
+	if err := preloadSessions(st, spec.Sessions); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
 	m, err := middleware.New(middleware.Options{
 		Suite:            spec.Suite,
 		Store:            st,
@@ -240,6 +248,46 @@ func newMiddleware(spec *childSpec) (*middleware.Middleware, store.Store, error)
 		return nil, nil, err
 	}
 	return m, st, nil
+}
+
+// sessionRecordSize is about the size of a stored ecies-x25519 session
+// record (docs/DEPLOYMENT.md, Sizing).
+const sessionRecordSize = 285
+
+// preloadSessions writes n session-sized records under session keys, from
+// 64 goroutines (stores that share commits, like SQLite, group them).
+func preloadSessions(st store.Store, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	ctx := context.Background()
+	exp := time.Now().Add(12 * time.Hour)
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make(chan error, 64)
+	)
+	for range 64 {
+		wg.Go(func() {
+			value := make([]byte, sessionRecordSize)
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				var id [16]byte
+				_, _ = rand.Read(id[:])
+				_, _ = rand.Read(value)
+				if _, err := st.CompareAndSwap(ctx, "dynkey/session/"+hex.EncodeToString(id[:]), 0, value, exp); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // benchAuth accepts only benchUser with benchPassword.

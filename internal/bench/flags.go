@@ -14,13 +14,14 @@ import (
 // the temporary internal/bench/cmd both use it:
 //
 //	-duration 10s  -c 32  -rounds 5  -body 1024  -suite ecies-x25519
-//	-cases a,b,c   -json FILE  -cpuprofile DIR  -nopin  -v
+//	-sessions 0    -cases a,b,c   -json FILE  -cpuprofile DIR  -nopin  -v
 func Flags(fs *flag.FlagSet, cfg *Config) (jsonPath *string) {
 	fs.DurationVar(&cfg.Duration, "duration", 0, "measuring time per case, split over the rounds (default 10s)")
 	fs.IntVar(&cfg.Concurrency, "c", 0, "concurrent requests of the HTTP cases (default 32)")
 	fs.IntVar(&cfg.Rounds, "rounds", 0, "interleaved rounds (default 5)")
 	fs.IntVar(&cfg.BodySize, "body", 0, "JSON body size in bytes (default 1024)")
 	fs.StringVar(&cfg.Suite, "suite", "", "dynkey suite (default ecies-x25519)")
+	fs.IntVar(&cfg.Sessions, "sessions", 0, "other sessions in the dynkey servers' stores before the run")
 	fs.Func("cases", "comma-separated cases (default all: "+strings.Join(CaseNames("ecies-x25519"), ",")+")", func(s string) error {
 		cfg.Cases = strings.Split(s, ",")
 		return nil

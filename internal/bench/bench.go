@@ -79,12 +79,18 @@ const (
 
 // caseNames returns the names of the cases of suite, in the default order.
 func caseNames(suite string) []string {
-	return []string{CasePlain, "dynkey-" + suite, "dynkey-" + suite + "-sqlite", CaseJose, "floor-" + suite, "server-" + suite}
+	names := []string{CasePlain, "dynkey-" + suite, "dynkey-" + suite + "-sqlite", CaseJose}
+	if _, ok := hpkeSuites[suite]; ok {
+		names = append(names, "floor-"+suite)
+	}
+	return append(names, "server-"+suite)
 }
 
 // CaseNames returns the names of every case for suite: plain-gin,
 // dynkey-<suite> (memory store), dynkey-<suite>-sqlite, jose,
-// floor-<suite> and server-<suite> (in process).
+// floor-<suite> (HPKE suites only: ecies-x25519, ecies-p256) and
+// server-<suite> (in process). The case server-<suite>-sqlite (the server
+// path on SQLite, in process) exists but is not in the default set.
 func CaseNames(suite string) []string { return caseNames(suite) }
 
 // Result is one case's measurements, summed over the rounds.

@@ -465,8 +465,12 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 
 // Delete implements [store.Store].
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM kv WHERE key = ?`, key); err != nil {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM kv WHERE key = ?`, key)
+	if err != nil {
 		return s.fail("delete from", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return nil // nothing changed, nothing to make durable
 	}
 	if err := s.syncWAL(s.commitDone()); err != nil {
 		return s.fail("delete from", err)

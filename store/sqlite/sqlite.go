@@ -297,7 +297,7 @@ func (s *Store) fsyncWAL() error {
 			return err
 		}
 	}
-	return s.wal.Sync()
+	return datasync(s.wal)
 }
 
 // dsn is an SQLite URI for the file at abs, so that any byte of the path

@@ -22,7 +22,6 @@ import (
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -93,15 +92,14 @@ type usage struct {
 }
 
 func readUsage() usage {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	cpu, maxRSS := processCPU()
 	return usage{
-		CPUNanos:   ru.Utime.Nano() + ru.Stime.Nano(),
+		CPUNanos:   cpu,
 		Mallocs:    ms.Mallocs,
 		TotalAlloc: ms.TotalAlloc,
-		MaxRSSKiB:  int64(ru.Maxrss),
+		MaxRSSKiB:  maxRSS,
 		HeapInuse:  ms.HeapInuse,
 	}
 }

@@ -2,10 +2,14 @@
 // pure-Go driver modernc.org/sqlite (no cgo).
 //
 // The state survives restarts and can be shared by several server processes
-// on one machine: every CompareAndSwap and MarkSeen is a single conditional
-// SQL statement, so it is atomic even across processes opening the same
-// file. The database runs in WAL mode, which needs a local file system (not
-// NFS or other network shares).
+// on one machine: every CompareAndSwap is a single conditional SQL
+// statement, and MarkSeen decides and records its ids inside a write
+// transaction, holding SQLite's write lock, so both are atomic even across
+// processes opening the same file. Replay ids are kept as a log of 16-byte
+// hashes in the file and indexed in memory by every Store (about 75 bytes
+// per live id), which each write transaction first brings up to date with
+// what other processes appended. The database runs in WAL mode, which
+// needs a local file system (not NFS or other network shares).
 //
 // # Performance
 //

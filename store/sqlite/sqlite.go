@@ -247,7 +247,7 @@ func Open(path string) (*Store, error) {
 
 // openWAL opens the write-ahead log file and syncs its directory.
 func (s *Store) openWAL() error {
-	f, err := os.Open(s.path + "-wal")
+	f, err := openWAL(s.path)
 	if err != nil {
 		return err
 	}
@@ -263,6 +263,13 @@ func (s *Store) openWAL() error {
 // commitDone records that a commit of the writer returned, and returns its
 // number for syncWAL.
 func (s *Store) commitDone() uint64 { return s.committed.Add(1) }
+
+// openWAL opens the write-ahead log of the database at path for syncing:
+// read-write, since some systems (Windows) flush only handles open for
+// writing; nothing is ever written through it.
+func openWAL(path string) (*os.File, error) {
+	return os.OpenFile(path+"-wal", os.O_RDWR, 0)
+}
 
 // syncWAL makes commit number gen (from commitDone) durable: it fsyncs the
 // write-ahead log, unless an fsync that started after that commit returned
@@ -299,7 +306,7 @@ func (s *Store) fsyncWAL() error {
 	}
 	if fi, err := s.wal.Stat(); err != nil || !os.SameFile(fi, cur) {
 		s.wal.Close()
-		if s.wal, err = os.Open(s.path + "-wal"); err != nil {
+		if s.wal, err = openWAL(s.path); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,12 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	// Every built-in suite, for -suite.
+	_ "github.com/dynkey/dynkey/crypto/ecies"
+	_ "github.com/dynkey/dynkey/crypto/pq"
+	_ "github.com/dynkey/dynkey/crypto/rsa"
+	_ "github.com/dynkey/dynkey/crypto/tink"
 )
 
 // Config configures a run. The zero value runs every case with the

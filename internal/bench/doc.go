@@ -13,7 +13,16 @@
 //	rep.WriteJSON(f)
 //
 // The `dynkey bench` command is a thin wrapper around [Run]; until it
-// lands, `go run ./internal/bench/cmd` is the same command.
+// lands, `go run ./internal/bench/cmd` is the same command. The whole
+// subcommand is:
+//
+//	var cfg bench.Config
+//	fs := flag.NewFlagSet("dynkey bench", flag.ContinueOnError)
+//	jsonPath := bench.Flags(fs, &cfg)
+//	if err := fs.Parse(args); err != nil {
+//		return err
+//	}
+//	return bench.Main(ctx, cfg, *jsonPath, os.Stdout)
 //
 // # How it measures
 //

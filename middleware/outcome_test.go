@@ -88,7 +88,7 @@ func BenchmarkOutcomeRecording(b *testing.B) {
 				s := st.open(b)
 				defer s.Close()
 				m, err := middleware.New(middleware.Options{Authenticator: users, MaintainInterval: -1, Logger: quiet,
-					Store: s, StoredResponseLimit: mode.limit})
+					Store: s, StoredResponseLimit: mode.limit, KeyEncryptionKey: coreKEK})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -280,6 +280,9 @@ type Middleware struct {
 	keks  atomic.Pointer[kekSet]
 	kekMu sync.Mutex
 	log   *slog.Logger
+	// logLim rate-limits the log lines of refusals, rotations and store
+	// failures (logging.go).
+	logLim logLimiter
 
 	ring       atomic.Pointer[keyRing]
 	reloadMu   sync.Mutex
@@ -355,6 +358,10 @@ func New(o Options) (*Middleware, error) {
 	if o.MaxFailedLogins <= 0 {
 		o.MaxFailedLogins = 10
 	}
+	// Every store operation (the default limiter's too) is timed for a
+	// StoreObserver and its failures logged (storeobs.go).
+	m := &Middleware{}
+	o.Store = observeStore(o.Store, o.Observer, m)
 	if o.LoginLimiter == nil {
 		o.LoginLimiter = NewStoreLimiter(o.Store, LimiterOptions{PerAddressUser: o.MaxFailedLogins, Window: o.LoginThrottleWindow})
 	}
@@ -378,7 +385,7 @@ func New(o Options) (*Middleware, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Middleware{o: o, suite: suite, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	m.o, m.suite, m.log, m.stop, m.done = o, suite, o.Logger, make(chan struct{}), make(chan struct{})
 	m.keks.Store(ks)
 	if o.MaxConcurrentLogins > 0 {
 		m.loginSlots = make(chan struct{}, o.MaxConcurrentLogins)

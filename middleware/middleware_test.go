@@ -190,7 +190,7 @@ func TestNewDefaults(t *testing.T) {
 		require.Equal(t, tc.want, tc.got, tc.name)
 	}
 	require.Equal(t, "ecies-x25519", m.Suite())
-	_, isMemory := o.Store.(*memory.Store)
+	_, isMemory := unwrapStore(o.Store).(*memory.Store)
 	require.True(t, isMemory, "default store: in memory")
 	require.NotNil(t, o.Now)
 	require.NotNil(t, o.Rand)

@@ -513,5 +513,8 @@ func TestObservabilityLeaksNoSecrets(t *testing.T) {
 			t.Errorf("%s holds the %s", what, name)
 		}
 	}
+	if testing.Verbose() {
+		t.Log(serverLog.String())
+	}
 	t.Logf("%d server log lines, %d bytes of metrics, %d secrets searched", len(lines), len(scraped), len(sec.named))
 }

@@ -243,6 +243,10 @@ func (m *Middleware) seal(secret []byte, id [wire.MessageIDSize]byte, head bool,
 		// 1xx, 204 and 304 cannot carry the envelope: send 200 and the
 		// real status in a header, authenticated by the response AAD.
 		statusHdr, sent = strconv.Itoa(status), 200
+		// Nor can they carry content (RFC 9110 §15.3.5, §15.4.5): what a
+		// handler wrote with them (Fiber's SendStatus writes the reason
+		// phrase) is dropped, as an HTTP server would drop it.
+		body, ct = nil, ""
 	}
 	if head {
 		body = nil

@@ -3,12 +3,14 @@ package dynkeygin_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -356,6 +358,12 @@ func TestTrickledBodyCutOffThroughGin(t *testing.T) {
 		b, err := io.ReadAll(conn)
 		close(stop)
 		conn.Close()
+		if errors.Is(err, syscall.ECONNRESET) {
+			// The server answered and closed while the trickle was still
+			// writing: the peer's kernel resets the connection and may
+			// drop the answer. Cut off before the bound all the same.
+			continue
+		}
 		require.NoError(t, err, "closed by the server before the bound; got %q", b)
 		require.True(t, strings.HasPrefix(string(b), "HTTP/1.1 400 "), "%s", b)
 		require.Contains(t, string(b), "read timeout")

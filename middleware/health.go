@@ -88,7 +88,8 @@ func LivenessHandler() http.Handler {
 // ReadinessHandler answers 200 {"status":"ready"} when [Middleware.Ready]
 // is nil, else 503 {"status":"not ready","reason":"<reason>"} with one of
 // the Reason… constants (never the internal cause, which is logged at
-// Warn). The store read is bounded by ReadyTimeout.
+// Warn, rate-limited like the refusal lines). The store read is bounded by
+// ReadyTimeout.
 func (m *Middleware) ReadinessHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
@@ -103,7 +104,9 @@ func (m *Middleware) ReadinessHandler() http.Handler {
 		if errors.As(err, &nr) {
 			reason = nr.Reason
 		}
-		m.log.Warn("dynkey: not ready", "reason", reason, "err", err)
+		if ok, suppressed := m.logLim.allow("ready/"+reason, m.now()); ok {
+			m.log.Warn("dynkey: not ready", "reason", reason, "err", err, "suppressed", suppressed)
+		}
 		writeHealth(w, http.StatusServiceUnavailable, `{"status":"not ready","reason":"`+reason+`"}`)
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -134,4 +135,20 @@ func TestStoreObserverAndStoreErrorLog(t *testing.T) {
 	require.ErrorIs(t, m.Ready(context.Background()), ErrNotReady)
 	require.Contains(t, buf.String(), `"msg":"dynkey: store operation failed","op":"get","err":"flaky: down"`)
 	require.True(t, StoreFailed(rec.err[len(rec.err)-1]))
+}
+
+// BenchmarkRefusalLogFlood is the cost of a refusal's log line during a
+// flood, once the bucket is empty (the line is dropped and counted).
+func BenchmarkRefusalLogFlood(b *testing.B) {
+	m, err := New(Options{Authenticator: mtNoUsers, MaintainInterval: -1, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	p := NewProblem("replay", "x")
+	r := &Request{Method: "POST", EscapedPath: "/api/orders/123"}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.logRefusal(context.Background(), r, p)
+	}
 }

@@ -258,11 +258,15 @@ type Options struct {
 	ErrorHandler func(ctx context.Context, r *Request, p *Problem) Header
 
 	// Observer receives refusals by code, rotations, open and seal timings
-	// and logins, for metrics (see [Observer]). Default nil: no calls, no
+	// and logins, for metrics (see [Observer]); one that is also a
+	// [StoreObserver] times every store operation. The Prometheus
+	// implementation is in observe/prometheus. Default nil: no calls, no
 	// clock readings, no allocation.
 	Observer Observer
 
-	// Logger receives operational events. Default slog.Default().
+	// Logger receives operational events: one line per refusal, per
+	// rotation and per failed store operation, rate-limited per kind, with
+	// no secret in any (docs/OPERATIONS.md "Logs"). Default slog.Default().
 	Logger *slog.Logger
 
 	// Now and Rand replace the clock and the randomness, for tests.

@@ -162,6 +162,7 @@ func TestQuickstartMetrics(t *testing.T) {
 			regexp.MustCompile(`dynkey_open_seconds_count\{suite="ecies-x25519"\} [1-9]`).MatchString(metrics)
 	}, 20*time.Second, 50*time.Millisecond)
 	require.Contains(t, metrics, `dynkey_store_operation_seconds_count{op="mark_seen"}`)
+	require.Contains(t, metrics, `dynkey_server_keys{state="primary",suite="ecies-x25519"} 1`)
 	status, body := get("/readyz")
 	require.Equal(t, http.StatusOK, status, body)
 	status, body = get("/keys")

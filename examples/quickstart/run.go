@@ -227,6 +227,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	closers = append(closers, plainTransport.CloseIdleConnections)
 
 	if cfg.metrics != "" {
+		if err := dkprom.RegisterKeys(reg, d.m, dkprom.Options{}); err != nil {
+			return err
+		}
 		ops := http.NewServeMux()
 		ops.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		ops.Handle("/livez", middleware.LivenessHandler())

@@ -41,6 +41,10 @@
 //     "scrub"); dynkey_store_errors_total{op}: those that failed
 //     (not-found and version conflicts are answers, not failures).
 //
+// [RegisterKeys] adds gauges read from the key ring at each scrape:
+// dynkey_server_keys{suite,state}, dynkey_server_key_primary_age_seconds
+// and dynkey_key_ring_epoch.
+//
 // docs/OPERATIONS.md "Metrics" has example alerts.
 package prometheus
 

@@ -94,3 +94,40 @@ func BenchmarkRequestObservations(b *testing.B) {
 		o.Sealed("ecies-x25519", 20*time.Microsecond)
 	}
 }
+
+type fixedKeys []middleware.KeyInfo
+
+func (f fixedKeys) Keys() []middleware.KeyInfo { return f }
+
+func TestRegisterKeys(t *testing.T) {
+	require.ErrorIs(t, dkprom.RegisterKeys(nil, fixedKeys{}, dkprom.Options{}), dkprom.ErrNoRegistry)
+	reg := prom.NewRegistry()
+	now := time.Now()
+	keys := fixedKeys{
+		{ID: "a", Suite: "ecies-x25519", State: middleware.StatePrimary, Epoch: 7, PrimarySince: now.Add(-time.Hour)},
+		{ID: "b", Suite: "ecies-x25519", State: middleware.StateDecryptOnly, Epoch: 7, PrimarySince: now.Add(-25 * time.Hour)},
+		{ID: "c", Suite: "ecies-x25519", State: middleware.StateDestroyed, Epoch: 7, PrimarySince: now.Add(-49 * time.Hour)},
+		{ID: "d", Suite: "ecies-x25519", State: middleware.StateDestroyed, Epoch: 7, PrimarySince: now.Add(-73 * time.Hour)},
+	}
+	require.NoError(t, dkprom.RegisterKeys(reg, keys, dkprom.Options{}))
+	require.Error(t, dkprom.RegisterKeys(reg, keys, dkprom.Options{}), "registered twice")
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "state" {
+					name += "/" + l.GetValue()
+				}
+			}
+			got[name] = m.GetGauge().GetValue()
+		}
+	}
+	require.Equal(t, 1.0, got["dynkey_server_keys/primary"])
+	require.Equal(t, 1.0, got["dynkey_server_keys/decrypt-only"])
+	require.Equal(t, 2.0, got["dynkey_server_keys/destroyed"])
+	require.Equal(t, 7.0, got["dynkey_key_ring_epoch"])
+	require.InDelta(t, 3600, got["dynkey_server_key_primary_age_seconds"], 60)
+}

@@ -159,3 +159,9 @@ func (b *bufferedWriter) statusOr200() int {
 	}
 	return b.status
 }
+
+// Middleware is [Handler] in the func(http.Handler) http.Handler shape
+// (chi's r.Use, alice, …).
+func Middleware(m *middleware.Middleware, o Options) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler { return Handler(m, next, o) }
+}

@@ -46,7 +46,7 @@ func setup(t *testing.T) (string, *tracetest.InMemoryExporter, *http.Client) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write(bytes.ToUpper(b))
 	})
-	h := dkotel.Handler(m, app, dkotel.Options{TracerProvider: tp})
+	h := dkotel.Middleware(m, dkotel.Options{TracerProvider: tp})(app)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, span := tp.Tracer("server").Start(r.Context(), "http.server")
 		defer span.End()

@@ -494,6 +494,21 @@ func TestObservabilityLeaksNoSecrets(t *testing.T) {
 		require.GreaterOrEqual(t, metricValue(t, reg, name, nil), want, name)
 	}
 
+	// Every label is one of the bounded ones, with a short name-like value:
+	// no username, id or path.
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	allowed := map[string]bool{"code": true, "outcome": true, "side": true, "reason": true, "suite": true, "op": true}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				require.True(t, allowed[l.GetName()], "label %s of %s", l.GetName(), f.GetName())
+				require.Regexp(t, `^[a-z0-9_-]{0,32}$`, l.GetValue(), "label %s of %s", l.GetName(), f.GetName())
+				require.NotContains(t, []string{"alice", "bob", "mallory"}, l.GetValue())
+			}
+		}
+	}
+
 	// Nothing secret anywhere: the detector finds a planted secret, then
 	// none in the logs or the scraped metrics.
 	resp, err := http.Get(metricsSrv.URL)

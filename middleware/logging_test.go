@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -95,18 +96,78 @@ func TestLogLimiterBounded(t *testing.T) {
 }
 
 // The observed store keeps the optional interfaces the store has, and
-// only those.
+// only those, in every combination.
 func TestObservedStoreKeepsOptionalInterfaces(t *testing.T) {
-	m := &Middleware{}
-	s := observeStore(memory.New(), nil, m)
-	_, isLister := s.(store.Lister)
-	_, isScrubber := s.(store.Scrubber)
-	require.True(t, isLister)
-	require.False(t, isScrubber)
-	s = observeStore(mtFailingStore{errors.New("x")}, nil, m)
-	_, isLister = s.(store.Lister)
-	require.False(t, isLister)
+	base := mtFailingStore{errors.New("x")}
+	type (
+		ls  struct{ store.Lister }
+		sc  struct{ store.Scrubber }
+		wa  struct{ store.Watcher }
+		lsc struct {
+			store.Store
+			store.Lister
+			store.Scrubber
+		}
+	)
+	var (
+		l = memory.New()
+		s = scrubberFunc(func(context.Context) error { return nil })
+		w = watcherFunc(func(context.Context, string) <-chan struct{} { return nil })
+	)
+	for _, tc := range []struct {
+		name          string
+		st            store.Store
+		lister, scrub bool
+		watch         bool
+	}{
+		{"none", base, false, false, false},
+		{"memory: lister", l, true, false, false},
+		{"scrubber", struct {
+			store.Store
+			sc
+		}{base, sc{s}}, false, true, false},
+		{"watcher", struct {
+			store.Store
+			wa
+		}{base, wa{w}}, false, false, true},
+		{"lister scrubber", lsc{base, l, s}, true, true, false},
+		{"lister watcher", struct {
+			store.Store
+			ls
+			wa
+		}{base, ls{l}, wa{w}}, true, false, true},
+		{"scrubber watcher", struct {
+			store.Store
+			sc
+			wa
+		}{base, sc{s}, wa{w}}, false, true, true},
+		{"all", struct {
+			store.Store
+			ls
+			sc
+			wa
+		}{base, ls{l}, sc{s}, wa{w}}, true, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := observeStore(tc.st, nil, &Middleware{})
+			_, isLister := o.(store.Lister)
+			_, isScrubber := o.(store.Scrubber)
+			_, isWatcher := o.(store.Watcher)
+			require.Equal(t, tc.lister, isLister, "Lister")
+			require.Equal(t, tc.scrub, isScrubber, "Scrubber")
+			require.Equal(t, tc.watch, isWatcher, "Watcher")
+			require.Equal(t, fmt.Sprintf("%T", tc.st), fmt.Sprintf("%T", unwrapStore(o)))
+		})
+	}
 }
+
+type scrubberFunc func(context.Context) error
+
+func (f scrubberFunc) Scrub(ctx context.Context) error { return f(ctx) }
+
+type watcherFunc func(context.Context, string) <-chan struct{}
+
+func (f watcherFunc) Watch(ctx context.Context, key string) <-chan struct{} { return f(ctx, key) }
 
 type recordingStoreObserver struct {
 	NopObserver

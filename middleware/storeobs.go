@@ -19,29 +19,64 @@ type observedStore struct {
 	obs StoreObserver // nil: no timing
 }
 
-// observeStore wraps s for m.
+// observeStore wraps s for m. The result implements exactly the optional
+// interfaces s implements (store.Lister, store.Scrubber, store.Watcher):
+// the middleware finds them by type assertion. A new optional interface of
+// package store must be added here (TestObservedStoreKeepsOptionalInterfaces
+// lists them).
 func observeStore(s store.Store, observer Observer, m *Middleware) store.Store {
 	obs, _ := observer.(StoreObserver)
 	o := &observedStore{s: s, m: m, obs: obs}
 	l, isLister := s.(store.Lister)
 	sc, isScrubber := s.(store.Scrubber)
+	w, isWatcher := s.(store.Watcher)
+	ol, osc, ow := observedLister{o, l}, observedScrubber{o, sc}, observedWatcher{w}
+	type (
+		L = observedLister
+		S = observedScrubber
+		W = observedWatcher
+	)
 	switch {
+	case isLister && isScrubber && isWatcher:
+		return &struct {
+			*observedStore
+			L
+			S
+			W
+		}{o, ol, osc, ow}
 	case isLister && isScrubber:
 		return &struct {
 			*observedStore
-			observedLister
-			observedScrubber
-		}{o, observedLister{o, l}, observedScrubber{o, sc}}
+			L
+			S
+		}{o, ol, osc}
+	case isLister && isWatcher:
+		return &struct {
+			*observedStore
+			L
+			W
+		}{o, ol, ow}
+	case isScrubber && isWatcher:
+		return &struct {
+			*observedStore
+			S
+			W
+		}{o, osc, ow}
 	case isLister:
 		return &struct {
 			*observedStore
-			observedLister
-		}{o, observedLister{o, l}}
+			L
+		}{o, ol}
 	case isScrubber:
 		return &struct {
 			*observedStore
-			observedScrubber
-		}{o, observedScrubber{o, sc}}
+			S
+		}{o, osc}
+	case isWatcher:
+		return &struct {
+			*observedStore
+			W
+		}{o, ow}
 	}
 	return o
 }
@@ -117,7 +152,16 @@ func (x observedScrubber) Scrub(ctx context.Context) error {
 	return err
 }
 
+// observedWatcher passes Watch through: a watch is long-lived, not an
+// operation to time.
+type observedWatcher struct{ w store.Watcher }
+
+func (x observedWatcher) Watch(ctx context.Context, key string) <-chan struct{} {
+	return x.w.Watch(ctx, key)
+}
+
 var (
+	_ store.Watcher  = observedWatcher{}
 	_ store.Store    = (*observedStore)(nil)
 	_ store.Lister   = observedLister{}
 	_ store.Scrubber = observedScrubber{}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/dynkey/dynkey/store"
+	"github.com/dynkey/dynkey/store/memory"
+	"github.com/dynkey/dynkey/store/sqlite"
+)
+
+// kekSize is the size of a key-encryption key.
+const kekSize = 32
+
+// kekSource is a -kek-file / -kek-env pair of flags (with a prefix for kek
+// rotate's -old-… and -new-…).
+type kekSource struct {
+	prefix string
+	file   string
+	envVar string
+}
+
+func addKEKFlags(fs *flag.FlagSet, prefix, what string) *kekSource {
+	k := &kekSource{prefix: prefix}
+	fs.StringVar(&k.file, prefix+"kek-file", "", "file holding the "+what+" key-encryption key (32 bytes: hex, base64 or raw)")
+	fs.StringVar(&k.envVar, prefix+"kek-env", "", "environment variable holding the "+what+" key-encryption key (hex or base64)")
+	return k
+}
+
+func (k *kekSource) set() bool { return k.file != "" || k.envVar != "" }
+
+// load reads the key. A missing source is a usage error.
+func (k *kekSource) load(e *env) ([]byte, error) {
+	switch {
+	case k.file != "" && k.envVar != "":
+		return nil, usagef("give -%skek-file or -%skek-env, not both", k.prefix, k.prefix)
+	case k.file != "":
+		b, err := os.ReadFile(k.file)
+		if err != nil {
+			return nil, fmt.Errorf("reading the key-encryption key: %w", err)
+		}
+		key, err := decodeKEK(b)
+		if err != nil {
+			return nil, fmt.Errorf("key-encryption key in %s: %w", k.file, err)
+		}
+		return key, nil
+	case k.envVar != "":
+		v := e.getenv(k.envVar)
+		if v == "" {
+			return nil, fmt.Errorf("environment variable %s is empty or not set", k.envVar)
+		}
+		key, err := decodeKEK([]byte(v))
+		if err != nil {
+			return nil, fmt.Errorf("key-encryption key in $%s: %w", k.envVar, err)
+		}
+		return key, nil
+	}
+	return nil, usagef("missing -%skek-file or -%skek-env (make one with: dynkey kek new -o FILE)", k.prefix, k.prefix)
+}
+
+// errKEKFormat: the key-encryption key is not 32 bytes in any encoding.
+var errKEKFormat = errors.New("must be 32 bytes: 64 hex digits, 44 characters of base64, or 32 raw bytes")
+
+// decodeKEK reads a key written by "kek new" (hex or base64, a trailing
+// newline allowed) or 32 raw bytes.
+func decodeKEK(b []byte) ([]byte, error) {
+	if len(b) == kekSize {
+		// Exactly 32 bytes can only be the raw key: its hex form has 64
+		// characters and its base64 form 43 or 44.
+		return append([]byte(nil), b...), nil
+	}
+	s := strings.TrimSpace(string(b))
+	if k, err := hex.DecodeString(s); err == nil && len(k) == kekSize {
+		return k, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.Strict().DecodeString(s); err == nil && len(k) == kekSize {
+			return k, nil
+		}
+	}
+	return nil, errKEKFormat
+}
+
+// storeForms lists the store URLs this build opens.
+const storeForms = "memory:, sqlite:///abs/path/file.db, sqlite:relative/file.db"
+
+// openStore opens the store named by a URL.
+//
+// TODO(stores): switch to store/storeurl.Open once it is merged (adds
+// redis://, rediss://, redis+cluster://, postgres://).
+//
+// Unless create is set, a SQLite file must exist already: a command that
+// reads a deployment's state must not make an empty database at a mistyped
+// path.
+func openStore(ctx context.Context, raw string, create bool) (store.Store, error) {
+	_ = ctx
+	switch {
+	case raw == "":
+		return nil, usagef("missing -store URL (%s)", storeForms)
+	case raw == "memory:" || raw == "memory://":
+		return memory.New(), nil
+	case strings.HasPrefix(raw, "sqlite://"):
+		p := strings.TrimPrefix(raw, "sqlite://")
+		if !strings.HasPrefix(p, "/") {
+			return nil, usagef("bad store URL %q: sqlite:// takes an absolute path (sqlite:///abs/file.db); accepted forms: %s", raw, storeForms)
+		}
+		return openSQLite(p, create)
+	case strings.HasPrefix(raw, "sqlite:"):
+		p := strings.TrimPrefix(raw, "sqlite:")
+		if p == "" {
+			return nil, usagef("bad store URL %q: no file; accepted forms: %s", raw, storeForms)
+		}
+		return openSQLite(p, create)
+	}
+	return nil, usagef("bad store URL %q; accepted forms: %s", raw, storeForms)
+}
+
+func openSQLite(path string, create bool) (store.Store, error) {
+	if !create {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("SQLite store %s: %w", path, err)
+		}
+	}
+	st, err := sqlite.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening SQLite store %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// durable reports whether a store URL names state that outlives the
+// process.
+func durable(raw string) bool { return !strings.HasPrefix(raw, "memory:") }

@@ -70,9 +70,10 @@ var errKEKFormat = errors.New("must be 32 bytes: 64 hex digits, 44 characters of
 // decodeKEK reads a key written by "kek new" (hex or base64, a trailing
 // newline allowed) or 32 raw bytes.
 func decodeKEK(b []byte) ([]byte, error) {
-	if len(b) == kekSize {
-		// Exactly 32 bytes can only be the raw key: its hex form has 64
-		// characters and its base64 form 43 or 44.
+	if len(b) == kekSize && !printable(b) {
+		// 32 raw bytes. A random key is all printable ASCII with a
+		// probability below 1e-14, while 32 printable characters are
+		// most likely a mistake (a 16-byte key in hex): refused below.
 		return append([]byte(nil), b...), nil
 	}
 	s := strings.TrimSpace(string(b))
@@ -85,6 +86,15 @@ func decodeKEK(b []byte) ([]byte, error) {
 		}
 	}
 	return nil, errKEKFormat
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // storeForms lists the store URLs this build opens.

@@ -209,7 +209,9 @@ type KeyRing interface {
 	Delete(id KeyID) error
 	// IDs lists the keys the ring holds.
 	IDs() []KeyID
-	// Open is the suite's Open to whichever enabled key of the ring the
-	// ciphertext was sealed to.
-	Open(from PublicKey, info, aad, ciphertext []byte) (plaintext, secret []byte, err error)
+	// Open is the suite's Open with the ring's key named id (the key id
+	// the envelope's header names), and with no other key of the ring. A
+	// key the ring does not hold, or holds disabled, opens nothing: the
+	// error wraps ErrOpen.
+	Open(id KeyID, from PublicKey, info, aad, ciphertext []byte) (plaintext, secret []byte, err error)
 }

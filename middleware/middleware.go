@@ -71,12 +71,32 @@ type Options struct {
 	Authenticator auth.Authenticator
 
 	// KeyEncryptionKey (32 bytes) seals server private keys, token keys and
-	// the identity key before they reach the store. All instances of a
-	// cluster need the same one, and it must survive restarts for a durable
-	// store to be readable. Default: a random key for this process only
-	// (fine for the memory store; a durable store then cannot be reopened
-	// by a later process).
+	// the identity key before they reach the store, and authenticates every
+	// record that carries trust (the key ring, sessions) with a MAC key
+	// derived from it, so that a store writer without it can neither read
+	// those secrets nor change, forge or swap those records
+	// (docs/PROTOCOL.md §10). All instances of a cluster need the same one,
+	// and it must survive restarts for a durable store to be readable. To
+	// replace it, see PreviousKeyEncryptionKeys and RotateKEK. Default: a
+	// random key for this process only (fine for the memory store; a
+	// durable store then cannot be reopened by a later process).
 	KeyEncryptionKey []byte
+
+	// PreviousKeyEncryptionKeys are older key-encryption keys (32 bytes
+	// each) still accepted when reading records, never used to write: the
+	// step of a KEK rotation in which instances already write under the new
+	// KeyEncryptionKey while the store still holds records under the old
+	// one. Once [Middleware.RotateKEK] has re-sealed the store, remove them.
+	// Default: none.
+	PreviousKeyEncryptionKeys [][]byte
+
+	// RequireKeyRing makes New fail with ErrNoKeyRing when the store holds
+	// no key ring, instead of creating one. Set it once a deployment has
+	// started, so that a store that lost its state (an empty or replaced
+	// database file, the wrong address) stops the server instead of
+	// starting a fresh ring that logs every client out. Default false: the
+	// ring is created, with a warning in the log.
+	RequireKeyRing bool
 
 	// ServerPolicy decides when the server key pair rotates.
 	// Default policy.Uptime(24h) (claim 6).
@@ -132,7 +152,9 @@ type Options struct {
 	MaintainInterval time.Duration
 
 	// IdentityKey signs the key directory. Clients may pin its public key.
-	// Default: generated once and kept (sealed) in the store.
+	// If the store already holds a key ring with another identity key, New
+	// fails with ErrIdentityMismatch. Default: generated once and kept
+	// (sealed) in the store.
 	IdentityKey ed25519.PrivateKey
 
 	// Logger receives operational events. Default slog.Default().
@@ -148,7 +170,10 @@ type Options struct {
 type Middleware struct {
 	o     Options
 	suite crypto.Suite
-	kek   *kek
+	// keks are the key-encryption keys: replaced, never modified, by
+	// RotateKEK (under kekMu).
+	keks  atomic.Pointer[kekSet]
+	kekMu sync.Mutex
 	log   *slog.Logger
 
 	ring       atomic.Pointer[keyRing]
@@ -157,6 +182,12 @@ type Middleware struct {
 	// syncedAt is when the ring was last read from the store (UnixNano of
 	// m.now()), whether or not it had changed.
 	syncedAt atomic.Int64
+	// ringErr is the error of the last stored ring this instance refused
+	// (ErrRecordRefused), nil once a valid ring was read again.
+	ringErr atomic.Pointer[error]
+	// scrubPending: private keys were destroyed (or a KEK retired) and the
+	// store has not yet wiped its files' copies (store.Scrubber).
+	scrubPending atomic.Bool
 	// keyRings mirrors the server keys of suites with their own key ring
 	// (crypto.KeyRingSuite); replaced, never modified, under reloadMu.
 	keyRings map[string]crypto.KeyRing
@@ -220,11 +251,12 @@ func New(o Options) (*Middleware, error) {
 		}
 		o.Logger.Warn("dynkey: no KeyEncryptionKey configured; using a random one for this process only")
 	}
-	k, err := newKEK(o.KeyEncryptionKey)
+	ks, err := newKEKSet(o.KeyEncryptionKey, o.PreviousKeyEncryptionKeys)
 	if err != nil {
 		return nil, err
 	}
-	m := &Middleware{o: o, suite: suite, kek: k, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	m := &Middleware{o: o, suite: suite, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	m.keks.Store(ks)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.initRing(ctx); err != nil {

@@ -428,7 +428,9 @@ func TestServerKeyLifecycle(t *testing.T) {
 	require.NotNil(t, inMem)
 	require.Nil(t, inMem.private, "no private part in memory")
 	require.NotNil(t, inMem.token)
-	require.Nil(t, m.keyFor(ctx, ida))
+	k, err := m.keyFor(ctx, ida)
+	require.NoError(t, err)
+	require.Nil(t, k)
 	// The client recovers (server-key-unknown carries the directory) and
 	// its token, sealed under a's token key, is still good.
 	mtEcho(t, s, hc, "after destroy")
@@ -466,6 +468,8 @@ func TestMaintainRotatesByPolicy(t *testing.T) {
 	require.NoError(t, err)
 	defer m.Close()
 	first := m.ring.Load().primary.id
+	epoch0 := mtRing(t, st).Epoch
+	require.Equal(t, uint64(clk.Now().UnixMilli()), epoch0, "a new ring's epoch is the time in ms")
 
 	clk.Advance(59 * time.Minute)
 	require.NoError(t, m.Maintain(ctx))
@@ -480,7 +484,7 @@ func TestMaintainRotatesByPolicy(t *testing.T) {
 	rec := mtRing(t, st)
 	require.Len(t, rec.Keys, 2)
 	require.Equal(t, 1, mtPrimaries(rec))
-	require.Equal(t, uint64(2), rec.Epoch)
+	require.Equal(t, epoch0+1, rec.Epoch)
 }
 
 // Two instances sharing a store rotate at once: every rotation adds one key,
@@ -496,6 +500,7 @@ func TestConcurrentRotationAcrossInstances(t *testing.T) {
 		ms = append(ms, m)
 	}
 	require.Equal(t, ms[0].IdentityPublicKey(), ms[1].IdentityPublicKey())
+	epoch0 := mtRing(t, st).Epoch
 	const each = 5
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*each)
@@ -518,7 +523,7 @@ func TestConcurrentRotationAcrossInstances(t *testing.T) {
 	rec := mtRing(t, st)
 	require.Len(t, rec.Keys, 1+2*each)
 	require.Equal(t, 1, mtPrimaries(rec))
-	require.Equal(t, uint64(1+2*each), rec.Epoch)
+	require.Equal(t, epoch0+2*each, rec.Epoch, "every rotation raises the epoch by one")
 	for _, m := range ms {
 		require.NoError(t, m.Maintain(ctx))
 	}

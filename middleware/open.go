@@ -90,7 +90,10 @@ func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, n
 	if req.Suite != m.suite.Name() && (typ == wire.TypeLogin || m.ring.Load().primaries[req.Suite] == nil) {
 		return nil, nil, refuse(wire.CodeUnsupportedSuite, fmt.Sprintf("this server uses suite %q", m.suite.Name()))
 	}
-	sk := m.keyFor(ctx, req.ServerKeyID)
+	sk, err := m.keyFor(ctx, req.ServerKeyID)
+	if err != nil {
+		return nil, nil, unavailable(err)
+	}
 	if sk == nil || sk.suite.Name() != req.Suite {
 		p := refuse(wire.CodeServerKeyUnknown, "unknown or retired server key "+req.ServerKeyID.String())
 		p.p.Directory, _, _ = m.directory(req.Suite)

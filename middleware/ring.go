@@ -1,184 +1,32 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
-	"crypto/cipher"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"time"
-
-	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/dynkey/dynkey/crypto"
 	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/store"
+	"github.com/dynkey/dynkey/store/memory"
 	"github.com/dynkey/dynkey/wire"
 )
 
-// ringKey is the store key of the server key ring.
-const ringKey = "dynkey/ring"
-
-// KeyState is the lifecycle state of a server key.
-type KeyState string
-
-const (
-	// StatePrimary: new messages and tokens use this key. Exactly one.
-	StatePrimary KeyState = "primary"
-	// StateDecryptOnly: retired; still opens messages until its grace
-	// window ends, and its token key still opens tokens.
-	StateDecryptOnly KeyState = "decrypt-only"
-	// StateDestroyed: the private key is erased from the store and from
-	// memory; only the token key remains, until the last token it sealed
-	// expires, and then the record is deleted.
-	StateDestroyed KeyState = "destroyed"
-)
-
-// keyRecord is one server key as stored (JSON). Secrets are sealed with the
-// key-encryption key.
-type keyRecord struct {
-	ID             string   `json:"id"`
-	Suite          string   `json:"suite"`
-	Public         []byte   `json:"public"`
-	SealedPrivate  []byte   `json:"sealed_private,omitempty"`
-	SealedTokenKey []byte   `json:"sealed_token_key,omitempty"`
-	State          KeyState `json:"state"`
-	PrimarySince   int64    `json:"primary_since"`           // ms
-	DecryptUntil   int64    `json:"decrypt_until,omitempty"` // ms, when retired
-	TokenUntil     int64    `json:"token_until,omitempty"`   // ms, when retired
-	// LegacySince is set on the primary key of a suite that is no longer
-	// the configured one (ms): it keeps serving that suite's existing
-	// sessions, rotating by policy, until TokenTTL after this time.
-	LegacySince int64 `json:"legacy_since,omitempty"`
-	// SealedBySuite: SealedPrivate was written by the suite's own
-	// crypto.PrivateKeyEncrypter (tink keysets) under the KEK, not from
-	// PrivateKey.Bytes.
-	SealedBySuite bool `json:"sealed_by_suite,omitempty"`
-}
-
-type ringRecord struct {
-	Epoch          uint64      `json:"epoch"`
-	IdentityPublic []byte      `json:"identity_public"`
-	SealedIdentity []byte      `json:"sealed_identity"`
-	Keys           []keyRecord `json:"keys"`
-}
-
-// serverKey is one key of the ring in memory.
-type serverKey struct {
-	id           wire.KeyID
-	state        KeyState
-	suite        crypto.Suite
-	public       crypto.PublicKey
-	private      crypto.PrivateKey // nil once destroyed
-	token        cipher.AEAD       // nil once the record is gone
-	primarySince time.Time
-	decryptUntil time.Time
-	legacySince  time.Time // zero unless a legacy suite's primary
-}
-
-// keyRing is an immutable snapshot of the ring.
-type keyRing struct {
-	version  uint64
-	epoch    uint64
-	rec      ringRecord
-	identity ed25519.PrivateKey
-	// primary is the primary key of the configured suite; primaries holds
-	// the primary key of every suite that still has sessions (exactly one
-	// per suite).
-	primary   *serverKey
-	primaries map[string]*serverKey
-	keys      map[wire.KeyID]*serverKey
-	// keyRings are the suites' own key rings (crypto.KeyRingSuite),
-	// already holding every key of this snapshot; never modified.
-	keyRings map[string]crypto.KeyRing
-}
-
-// kek seals secrets at rest with XChaCha20-Poly1305 (random 24-byte nonces),
-// the associated data naming the purpose and the key id.
-type kek struct{ aead cipher.AEAD }
-
-func newKEK(key []byte) (*kek, error) {
-	if len(key) != chacha20poly1305.KeySize {
-		return nil, fmt.Errorf("dynkey/middleware: KeyEncryptionKey must be %d bytes, got %d", chacha20poly1305.KeySize, len(key))
-	}
-	a, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
-	}
-	return &kek{a}, nil
-}
-
-func kekAAD(purpose, id string) []byte { return []byte("dynkey/v1 sealed " + purpose + "\x00" + id) }
-
-func (k *kek) seal(rnd io.Reader, purpose, id string, secret []byte) ([]byte, error) {
-	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(secret)+k.aead.Overhead())
-	if _, err := io.ReadFull(rnd, nonce); err != nil {
-		return nil, err
-	}
-	return k.aead.Seal(nonce, nonce, secret, kekAAD(purpose, id)), nil
-}
-
-func (k *kek) open(purpose, id string, sealed []byte) ([]byte, error) {
-	n := k.aead.NonceSize()
-	if len(sealed) < n+k.aead.Overhead() {
-		return nil, errors.New("dynkey/middleware: sealed secret too short")
-	}
-	pt, err := k.aead.Open(nil, sealed[:n], sealed[n:], kekAAD(purpose, id))
-	if err != nil {
-		return nil, fmt.Errorf("dynkey/middleware: cannot unseal %s %s (wrong KeyEncryptionKey?)", purpose, id)
-	}
-	return pt, nil
-}
-
-// kekAEAD adapts the key-encryption key to crypto.KeyEncryptionAEAD for a
-// suite that encrypts its own private keys; the associated data the suite
-// passes is bound after the purpose and the key id.
-func (m *Middleware) kekAEAD(id string) crypto.KeyEncryptionAEAD {
-	return kekAEAD{m: m, id: id}
-}
-
-type kekAEAD struct {
-	m  *Middleware
-	id string
-}
-
-func (a kekAEAD) Encrypt(pt, ad []byte) ([]byte, error) {
-	return a.m.kek.seal(a.m.o.Rand, "suite-encrypted private key", a.id+"\x00"+string(ad), pt)
-}
-
-func (a kekAEAD) Decrypt(ct, ad []byte) ([]byte, error) {
-	return a.m.kek.open("suite-encrypted private key", a.id+"\x00"+string(ad), ct)
-}
-
-// openPrivate unseals and parses a stored private key.
-func (m *Middleware) openPrivate(s crypto.Suite, kr keyRecord) (crypto.PrivateKey, error) {
-	if kr.SealedBySuite {
-		pe, ok := s.(crypto.PrivateKeyEncrypter)
-		if !ok {
-			return nil, fmt.Errorf("dynkey/middleware: key %s was sealed by suite %s, which no longer encrypts keys", kr.ID, kr.Suite)
-		}
-		k, err := pe.ParsePrivateKeyEncrypted(kr.SealedPrivate, m.kekAEAD(kr.ID))
-		if err != nil {
-			return nil, fmt.Errorf("dynkey/middleware: cannot unseal private key %s (wrong KeyEncryptionKey?): %w", kr.ID, err)
-		}
-		return k, nil
-	}
-	pb, err := m.kek.open("private key", kr.ID, kr.SealedPrivate)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pb)
-	return s.ParsePrivateKey(pb)
-}
-
-// initRing loads the ring, creating it (identity and first key) if absent.
+// initRing loads the ring, creating it (identity and first key) if absent
+// — loudly, and only if Options.RequireKeyRing allows.
 func (m *Middleware) initRing(ctx context.Context) error {
 	for range 5 {
 		err := m.reload(ctx)
 		if err == nil {
-			if p := m.ring.Load().primary; p == nil || !p.legacySince.IsZero() {
+			r := m.ring.Load()
+			if id := m.o.IdentityKey; id != nil && !bytes.Equal(id.Public().(ed25519.PublicKey), r.rec.IdentityPublic) {
+				return fmt.Errorf("%w (stored identity %x…): configure the stored one, or move the store aside to start over", ErrIdentityMismatch, r.rec.IdentityPublic[:8])
+			}
+			if p := r.primary; p == nil || !p.legacySince.IsZero() {
 				return m.adoptSuite(ctx)
 			}
 			return nil
@@ -186,16 +34,20 @@ func (m *Middleware) initRing(ctx context.Context) error {
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if m.o.RequireKeyRing {
+			return fmt.Errorf("%w (Options.RequireKeyRing is set): is this the right store, and did it lose its state?", ErrNoKeyRing)
+		}
+		ks := m.keks.Load()
 		rec := ringRecord{}
-		id := m.o.IdentityKey
+		id, generated := m.o.IdentityKey, false
 		if id == nil {
-			_, id, err = ed25519.GenerateKey(m.o.Rand)
-			if err != nil {
+			if _, id, err = ed25519.GenerateKey(m.o.Rand); err != nil {
 				return err
 			}
+			generated = true
 		}
 		rec.IdentityPublic = id.Public().(ed25519.PublicKey)
-		if rec.SealedIdentity, err = m.kek.seal(m.o.Rand, "identity", "", id.Seed()); err != nil {
+		if rec.SealedIdentity, err = ks.seal(m.o.Rand, "identity", "", id.Seed()); err != nil {
 			return err
 		}
 		kr, err := m.newKeyRecord(m.suite)
@@ -203,63 +55,49 @@ func (m *Middleware) initRing(ctx context.Context) error {
 			return err
 		}
 		rec.Keys = []keyRecord{kr}
-		rec.Epoch = 1
-		b, _ := json.Marshal(rec)
+		rec.Epoch = firstEpoch(m.now())
+		b, err := ks.marshalRecord(ringKey, &rec)
+		if err != nil {
+			return err
+		}
 		if _, err := m.o.Store.CompareAndSwap(ctx, ringKey, 0, b, time.Time{}); err != nil && !errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("dynkey/middleware: creating the key ring: %w", err)
+		} else if err == nil {
+			// State created, not loaded: right on a first start, wrong
+			// if a durable store lost its state. Say so loudly (an
+			// in-process store starts empty by design: Info).
+			level := slog.LevelWarn
+			if _, inProcess := m.o.Store.(*memory.Store); inProcess {
+				level = slog.LevelInfo
+			}
+			m.log.Log(ctx, level, "dynkey: the store held no key ring; created a new one (first start, or the store lost its state: every session is gone and clients log in again; set Options.RequireKeyRing to refuse this)",
+				"epoch", rec.Epoch, "identity_generated", generated, "suite", m.suite.Name())
 		}
 		// On conflict another instance created it first: load theirs.
 	}
 	return errors.New("dynkey/middleware: could not create the key ring")
 }
 
-// newKeyRecord generates a key pair and token key. Key generation happens
-// here, in the maintenance path, never on a request's path.
-func (m *Middleware) newKeyRecord(suite crypto.Suite) (keyRecord, error) {
-	priv, err := suite.GenerateKey(m.o.Rand)
-	if err != nil {
-		return keyRecord{}, fmt.Errorf("dynkey/middleware: generating a %s key: %w", suite.Name(), err)
-	}
-	pub := priv.Public().Bytes()
-	id := wire.ComputeKeyID(suite.Name(), pub).String()
-	tk := make([]byte, chacha20poly1305.KeySize)
-	if _, err := io.ReadFull(m.o.Rand, tk); err != nil {
-		return keyRecord{}, err
-	}
-	r := keyRecord{ID: id, Suite: suite.Name(), Public: pub, State: StatePrimary, PrimarySince: m.now().UnixMilli()}
-	if pe, ok := suite.(crypto.PrivateKeyEncrypter); ok {
-		r.SealedPrivate, err = pe.MarshalPrivateKeyEncrypted(priv, m.kekAEAD(id))
-		r.SealedBySuite = true
-	} else {
-		pb := priv.Bytes()
-		r.SealedPrivate, err = m.kek.seal(m.o.Rand, "private key", id, pb)
-		clear(pb)
-	}
-	if err != nil {
-		return keyRecord{}, err
-	}
-	r.SealedTokenKey, err = m.kek.seal(m.o.Rand, "token key", id, tk)
-	clear(tk)
-	return r, err
-}
-
-// reload reads the ring from the store if it changed.
+// reload reads the ring from the store if it changed. A ring that fails
+// verification is refused: it is logged, and until a valid ring is read
+// this instance answers requests "unavailable" (ringErr) rather than serve
+// with keys it can no longer vouch for.
 func (m *Middleware) reload(ctx context.Context) error {
 	at := m.now()
 	e, err := m.o.Store.Get(ctx, ringKey)
 	if err != nil {
 		return err
 	}
-	if cur := m.ring.Load(); cur != nil && cur.version == e.Version {
+	if cur := m.ring.Load(); cur != nil && cur.version == e.Version && m.ringErr.Load() == nil {
 		m.syncedAt.Store(at.UnixNano())
 		return nil
 	}
-	var rec ringRecord
-	if err := json.Unmarshal(e.Value, &rec); err != nil {
-		return fmt.Errorf("dynkey/middleware: decoding the key ring: %w", err)
-	}
-	r, err := m.decodeRing(rec, e.Version)
+	r, err := m.verifyRing(e)
 	if err != nil {
+		if errors.Is(err, ErrRecordRefused) {
+			m.log.Error("dynkey: refusing the stored key ring; requests are answered unavailable until a valid one is stored", "record", ringKey, "err", err)
+			m.ringErr.Store(&err)
+		}
 		return err
 	}
 	m.reloadMu.Lock()
@@ -273,7 +111,26 @@ func (m *Middleware) reload(ctx context.Context) error {
 		m.ring.Store(r)
 		m.mirrorKeyRings(r, false)
 	}
+	m.ringErr.Store(nil)
 	m.syncedAt.Store(at.UnixNano())
+	return nil
+}
+
+// verifyRing verifies and decodes a stored ring entry.
+func (m *Middleware) verifyRing(e store.Entry) (*keyRing, error) {
+	var rec ringRecord
+	if _, err := m.keks.Load().unmarshalRecord(ringKey, e.Value, &rec); err != nil {
+		return nil, err
+	}
+	return m.decodeRing(rec, e.Version)
+}
+
+// ringError is the error of the last refused ring, nil once a valid ring was
+// read again.
+func (m *Middleware) ringError() error {
+	if p := m.ringErr.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 
@@ -344,101 +201,45 @@ func (r *keyRing) suites() map[string]crypto.Suite {
 
 // openMessage opens a message sealed to server key sk: through the suite's
 // own key ring if it keeps one (so the ring's lifecycle decides what opens),
-// else with the key itself.
+// with that one key only, else with the key itself.
 func (m *Middleware) openMessage(sk *serverKey, from crypto.PublicKey, info string, aad, ct []byte) ([]byte, []byte, error) {
 	if kr := m.ring.Load().keyRings[sk.suite.Name()]; kr != nil {
-		return kr.Open(from, []byte(info), aad, ct)
+		return kr.Open(sk.id, from, []byte(info), aad, ct)
 	}
 	return sk.suite.Open(sk.private, from, []byte(info), aad, ct)
 }
 
-func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error) {
-	r := &keyRing{version: version, epoch: rec.Epoch, rec: rec, keys: map[wire.KeyID]*serverKey{}, primaries: map[string]*serverKey{}}
-	seed, err := m.kek.open("identity", "", rec.SealedIdentity)
-	if err != nil {
-		return nil, err
-	}
-	if len(seed) != ed25519.SeedSize {
-		return nil, errors.New("dynkey/middleware: stored identity key is malformed")
-	}
-	r.identity = ed25519.NewKeyFromSeed(seed)
-	clear(seed)
-	for _, kr := range rec.Keys {
-		s, err := crypto.Lookup(kr.Suite)
-		if err != nil {
-			return nil, err
-		}
-		id, err := wire.ParseKeyID(kr.ID)
-		if err != nil {
-			return nil, err
-		}
-		k := &serverKey{id: id, state: kr.State, suite: s, primarySince: time.UnixMilli(kr.PrimarySince)}
-		if kr.DecryptUntil != 0 {
-			k.decryptUntil = time.UnixMilli(kr.DecryptUntil)
-		}
-		if kr.LegacySince != 0 {
-			k.legacySince = time.UnixMilli(kr.LegacySince)
-		}
-		if k.public, err = s.ParsePublicKey(kr.Public); err != nil {
-			return nil, err
-		}
-		if kr.SealedPrivate != nil {
-			if k.private, err = m.openPrivate(s, kr); err != nil {
-				return nil, err
-			}
-		}
-		if kr.SealedTokenKey != nil {
-			tk, err := m.kek.open("token key", kr.ID, kr.SealedTokenKey)
-			if err != nil {
-				return nil, err
-			}
-			k.token, err = chacha20poly1305.NewX(tk)
-			clear(tk)
-			if err != nil {
-				return nil, err
-			}
-		}
-		if kr.State == StatePrimary {
-			if r.primaries[kr.Suite] != nil {
-				return nil, fmt.Errorf("dynkey/middleware: stored key ring has two primary %s keys", kr.Suite)
-			}
-			r.primaries[kr.Suite] = k
-			if kr.Suite == m.suite.Name() {
-				r.primary = k
-			}
-		}
-		r.keys[id] = k
-	}
-	return r, nil
-}
-
 // reloadRateLimited reloads the ring at most once per second, for requests
 // naming a key id this instance does not know (another instance rotated).
-func (m *Middleware) reloadRateLimited(ctx context.Context) {
+// It returns the reload's error (nil when it did not try).
+func (m *Middleware) reloadRateLimited(ctx context.Context) error {
 	m.reloadMu.Lock()
 	if m.now().Sub(m.lastReload) < time.Second {
 		m.reloadMu.Unlock()
-		return
+		return nil
 	}
 	m.lastReload = m.now()
 	m.reloadMu.Unlock()
 	if err := m.reload(ctx); err != nil {
 		m.log.Warn("dynkey: reloading the key ring", "err", err)
+		return err
 	}
+	return nil
 }
 
 // updateRing applies change to the stored ring with compare-and-swap,
 // retrying on conflict with the fresh ring. change returns false to make no
-// change.
+// change. The stored ring is verified before change sees it: a tampered
+// ring is never re-authenticated by being rewritten.
 func (m *Middleware) updateRing(ctx context.Context, change func(rec *ringRecord) (bool, error)) error {
 	for range 8 {
-		e, err := m.o.Store.Get(ctx, ringKey)
+		rec, e, err := m.loadRingRecord(ctx)
 		if err != nil {
+			if errors.Is(err, ErrRecordRefused) {
+				m.log.Error("dynkey: refusing the stored key ring", "record", ringKey, "err", err)
+				m.ringErr.Store(&err)
+			}
 			return err
-		}
-		var rec ringRecord
-		if err := json.Unmarshal(e.Value, &rec); err != nil {
-			return fmt.Errorf("dynkey/middleware: decoding the key ring: %w", err)
 		}
 		changed, err := change(&rec)
 		if err != nil {
@@ -447,7 +248,7 @@ func (m *Middleware) updateRing(ctx context.Context, change func(rec *ringRecord
 		if !changed {
 			return m.reload(ctx)
 		}
-		b, err := json.Marshal(rec)
+		b, err := m.keks.Load().marshalRecord(ringKey, &rec)
 		if err != nil {
 			return err
 		}
@@ -556,8 +357,13 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// rotated is whether the last run of the closure changed the ring:
+		// updateRing returns nil only once that change won its
+		// compare-and-swap. A run that lost and was retried against a ring
+		// another instance had rotated returns false and resets it.
 		rotated := false
 		if err := m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
+			rotated = false
 			// Another instance may have rotated meanwhile: rotate only if
 			// the primary is still the one the policy judged.
 			legacy := int64(0)
@@ -583,9 +389,11 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 			m.log.Info("dynkey: server key rotated", "policy", m.o.ServerPolicy.String(), "suite", suiteName, "key_id", nk.ID)
 		}
 	}
-	return m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
+	destroyed := false
+	err := m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
 		now := m.now().UnixMilli()
 		changed := false
+		destroyed = false
 		for i := range rec.Keys {
 			k := &rec.Keys[i]
 			if k.State == StatePrimary && k.LegacySince != 0 && k.Suite != m.suite.Name() &&
@@ -599,7 +407,7 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 		for _, k := range rec.Keys {
 			if k.State == StateDecryptOnly && now >= k.DecryptUntil {
 				k.State, k.SealedPrivate = StateDestroyed, nil
-				changed = true
+				changed, destroyed = true, true
 			}
 			// An instance whose ring has not caught up with the key's
 			// retirement still mints tokens under it, for less than
@@ -614,41 +422,81 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 		rec.Keys = kept
 		return changed, nil
 	})
+	if err != nil {
+		return err
+	}
+	if destroyed {
+		m.scrubPending.Store(true)
+	}
+	return m.scrub(ctx)
 }
 
-// keyFor returns the ring key with this id that can still open messages.
-func (m *Middleware) keyFor(ctx context.Context, id wire.KeyID) *serverKey {
+// scrub asks a store that can (store.Scrubber) to wipe the copies its files
+// keep of values no longer stored — the sealed private keys just destroyed
+// (forward secrecy on disk), or secrets sealed under a retired KEK. A
+// failed scrub is retried by the next Maintain.
+func (m *Middleware) scrub(ctx context.Context) error {
+	sc, ok := m.o.Store.(store.Scrubber)
+	if !ok || !m.scrubPending.Load() {
+		return nil
+	}
+	if err := sc.Scrub(ctx); err != nil {
+		return fmt.Errorf("dynkey/middleware: scrubbing destroyed keys from the store: %w", err)
+	}
+	m.scrubPending.Store(false)
+	return nil
+}
+
+// keyFor returns the ring key with this id that can still open messages,
+// nil if there is none. Its error means the ring could not be read or was
+// refused: the request is answered "unavailable", never "server key
+// unknown" (which would send a client after a directory this instance
+// cannot vouch for either).
+func (m *Middleware) keyFor(ctx context.Context, id wire.KeyID) (*serverKey, error) {
 	// A snapshot not compared with the store for a whole grace window may
 	// still hold as primary a key that another instance retired more than
 	// ServerKeyGrace ago, and destroyed (maintenance not run here, or
 	// failing): read the ring again first. A younger snapshot is safe: a
 	// key retired after it was read is still inside its grace window.
+	if m.ringError() != nil {
+		// The stored ring was refused: retry at most once a second (a
+		// refused ring is not decoded again on every request).
+		_ = m.reloadRateLimited(ctx)
+		if err := m.ringError(); err != nil {
+			return nil, err
+		}
+	}
 	if m.now().Sub(time.Unix(0, m.syncedAt.Load())) >= m.o.ServerKeyGrace {
 		if err := m.reload(ctx); err != nil {
 			m.log.Warn("dynkey: reloading a stale key ring", "err", err)
-			return nil
+			return nil, err
 		}
 	}
 	k := m.ring.Load().keys[id]
 	if k == nil {
-		m.reloadRateLimited(ctx)
+		if err := m.reloadRateLimited(ctx); err != nil {
+			return nil, err
+		}
 		k = m.ring.Load().keys[id]
 	}
 	if k == nil || k.private == nil {
-		return nil
+		return nil, nil
 	}
 	if k.state == StateDecryptOnly && !m.now().Before(k.decryptUntil) {
-		return nil // past its grace window, even if not yet destroyed
+		return nil, nil // past its grace window, even if not yet destroyed
 	}
-	return k
+	return k, nil
 }
 
 // directory returns the signed key directory of a suite that has a primary
 // key (ok false otherwise), re-signed at most once a second (its s_time is a
 // client's time base for its first message).
 func (m *Middleware) directory(suite string) (sd *wire.SignedDirectory, ok bool, err error) {
+	if err := m.ringError(); err != nil {
+		return nil, false, err
+	}
 	r := m.ring.Load()
-	if r.primaries[suite] == nil {
+	if p := r.primaries[suite]; p == nil || p.private == nil {
 		return nil, false, nil
 	}
 	now := m.now()
@@ -659,8 +507,12 @@ func (m *Middleware) directory(suite string) (sd *wire.SignedDirectory, ok bool,
 	}
 	d := &wire.Directory{Version: 1, Epoch: r.epoch, Suite: suite, STime: now.UnixMilli()}
 	for _, kr := range r.rec.Keys {
+		// Only keys whose private key this ring holds (decodeRing also
+		// refuses a primary without one): never publish a key nobody can
+		// open.
+		k, _ := wire.ParseKeyID(kr.ID)
 		switch {
-		case kr.Suite != suite:
+		case kr.Suite != suite || r.keys[k] == nil || r.keys[k].private == nil:
 		case kr.State == StatePrimary:
 			d.Keys = append(d.Keys, wire.DirectoryKey{ID: kr.ID, Public: kr.Public, Status: wire.StatusPrimary})
 		case kr.State == StateDecryptOnly && now.UnixMilli() < kr.DecryptUntil:

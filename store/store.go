@@ -63,3 +63,22 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// Scrubber is an optional interface of a Store whose storage may keep
+// copies of values that were overwritten or deleted (a database's journal,
+// free pages). The middleware calls Scrub after it destroyed a server
+// private key, and after re-sealing the store under a new key-encryption
+// key, so that forward secrecy holds on disk: once Scrub returns nil, no
+// value the store no longer holds can be read back from its files.
+type Scrubber interface {
+	Scrub(ctx context.Context) error
+}
+
+// Lister is an optional interface of a Store that can list its keys. The
+// middleware needs it to re-seal every session under a new key-encryption
+// key (middleware.RotateKEK).
+type Lister interface {
+	// ListKeys returns, in ascending byte order, at most limit keys that
+	// start with prefix, are greater than after and have not expired.
+	ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error)
+}

@@ -101,11 +101,11 @@ func ExampleRing() {
 	inFlight, _, _ := s.Seal(nil, oldKey.Public(), client, nil, nil, []byte("late request"))
 
 	_ = ring.SetPrimary(newID) // rotate: new key signs from now on
-	pt, _, err := ring.Open(client.Public(), nil, nil, inFlight)
+	pt, _, err := ring.Open(oldID, client.Public(), nil, nil, inFlight)
 	fmt.Printf("%s %v\n", pt, err)
 
 	_ = ring.Disable(oldID) // grace window over
-	_, _, err = ring.Open(client.Public(), nil, nil, inFlight)
+	_, _, err = ring.Open(oldID, client.Public(), nil, nil, inFlight)
 	fmt.Println(err)
 
 	_ = ring.Delete(oldID)

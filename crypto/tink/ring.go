@@ -41,9 +41,9 @@ var (
 //   - [Ring.Delete] removes it from both keysets.
 //
 // As in tink, the primary key cannot be disabled or deleted, and a disabled
-// key cannot become primary. [Ring.Open] decrypts with tink's keyset
-// primitive, which tries every enabled key; as in tink, nothing opens before
-// a primary is set. This is the seam through which the middleware may keep
+// key cannot become primary. [Ring.Open] decrypts with the one enabled key
+// the caller names (the envelope header's key id), never by trying every
+// key; as in tink, nothing opens before a primary is set. This is the seam through which the middleware may keep
 // its server keys in tink keysets; it does not store anything itself.
 //
 // A Ring is safe for concurrent use: changes take effect for the Seal and
@@ -294,20 +294,23 @@ func (r *Ring) Seal(rand io.Reader, to crypto.PublicKey, info, aad, plaintext []
 	return r.s.seal(rand, pkR, primary.key.pub, signer, info, aad, plaintext)
 }
 
-// Open is the suite's Open to whichever enabled key of the ring the
-// ciphertext was sealed to: tink's hybrid keyset primitive tries each. A
-// ciphertext to a disabled or deleted key, like any other failure, returns
-// crypto.ErrOpen, and so does every Open before SetPrimary.
-func (r *Ring) Open(from crypto.PublicKey, info, aad, ciphertext []byte) (plaintext, secret []byte, err error) {
+// Open is the suite's Open with the one key of the ring named by id — the
+// key id the envelope's header names — if that key is enabled: a
+// ciphertext is never tried against the ring's other keys. An unknown,
+// disabled or deleted key, like any other failure, returns crypto.ErrOpen,
+// and so does every Open before SetPrimary (as in tink, a ring without a
+// primary opens nothing).
+func (r *Ring) Open(id wire.KeyID, from crypto.PublicKey, info, aad, ciphertext []byte) (plaintext, secret []byte, err error) {
 	pkS, err := r.s.publicKey(from, "sender")
 	if err != nil {
 		return nil, nil, err
 	}
 	r.mu.RLock()
-	dec := r.dec
+	e, ok := r.entries[id]
+	usable := ok && r.dec != nil && e.status == keyset.Enabled
 	r.mu.RUnlock()
-	if dec == nil {
+	if !usable {
 		return nil, nil, crypto.ErrOpen
 	}
-	return r.s.open(dec, pkS, info, aad, ciphertext)
+	return r.s.open(e.key.dec, pkS, info, aad, ciphertext)
 }

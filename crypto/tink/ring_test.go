@@ -79,7 +79,7 @@ func TestRingLifecycle(t *testing.T) {
 			if _, _, err := r.Seal(nil, client.Public(), info, aad, nil); !errors.Is(err, ErrNoPrimary) {
 				t.Errorf("Seal without primary: %v, want ErrNoPrimary", err)
 			}
-			if _, _, err := r.Open(client.Public(), info, aad, ct1); err != crypto.ErrOpen {
+			if _, _, err := r.Open(id1, client.Public(), info, aad, ct1); err != crypto.ErrOpen {
 				t.Errorf("Open without primary: %v, want ErrOpen", err)
 			}
 
@@ -87,9 +87,10 @@ func TestRingLifecycle(t *testing.T) {
 			if err := r.SetPrimary(id1); err != nil {
 				t.Fatal(err)
 			}
+			ids := map[string]wire.KeyID{"to k1": id1, "to k2": id2}
 			opens := func(ct []byte, want string) bool {
 				t.Helper()
-				pt, _, err := r.Open(client.Public(), info, aad, ct)
+				pt, _, err := r.Open(ids[want], client.Public(), info, aad, ct)
 				if err == nil && string(pt) != want {
 					t.Fatalf("Open = %q, want %q", pt, want)
 				}
@@ -100,6 +101,21 @@ func TestRingLifecycle(t *testing.T) {
 			}
 			if !opens(ct1, "to k1") || !opens(ct2, "to k2") {
 				t.Fatalf("enabled keys do not decrypt")
+			}
+			// Each ciphertext opens only with the key its header names,
+			// never by trying the ring's other keys.
+			for _, c := range []struct {
+				name string
+				id   wire.KeyID
+				ct   []byte
+			}{
+				{"k1's ciphertext named as k2", id2, ct1},
+				{"k2's ciphertext named as k1", id1, ct2},
+				{"unknown key id", wire.KeyID{1, 2, 3}, ct1},
+			} {
+				if _, _, err := r.Open(c.id, client.Public(), info, aad, c.ct); err != crypto.ErrOpen {
+					t.Errorf("%s: Open = %v, want crypto.ErrOpen", c.name, err)
+				}
 			}
 			signedBy := func() crypto.PrivateKey {
 				t.Helper()
@@ -235,7 +251,7 @@ func TestRingWrongSuite(t *testing.T) {
 	if _, _, err := r.Seal(nil, other.Public(), nil, nil, nil); !errors.Is(err, crypto.ErrWrongSuite) {
 		t.Errorf("Seal to other suite's key: %v, want ErrWrongSuite", err)
 	}
-	if _, _, err := r.Open(other.Public(), nil, nil, nil); !errors.Is(err, crypto.ErrWrongSuite) {
+	if _, _, err := r.Open(id, other.Public(), nil, nil, nil); !errors.Is(err, crypto.ErrWrongSuite) {
 		t.Errorf("Open from other suite's key: %v, want ErrWrongSuite", err)
 	}
 }
@@ -265,7 +281,7 @@ func TestRingConcurrent(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for i := range 20 {
-				if _, _, err := r.Open(client.Public(), nil, nil, ct); err != nil {
+				if _, _, err := r.Open(ids[0], client.Public(), nil, nil, ct); err != nil {
 					t.Errorf("goroutine %d: Open: %v", g, err)
 					return
 				}

@@ -11,7 +11,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -732,10 +734,15 @@ func (r ringDump) primaries() []string {
 // unsealAtRest opens a secret sealed under the key-encryption key.
 func unsealAtRest(t *testing.T, kek []byte, purpose, id string, sealed []byte) []byte {
 	t.Helper()
-	a, err := chacha20poly1305.NewX(kek)
+	// docs/PROTOCOL.md §10: the seal key is HKDF-SHA256(KEK, "dynkey/v2 kek
+	// seal"); a sealed secret is KEK id (8) | nonce (24) | ciphertext.
+	sk, err := hkdf.Key(sha256.New, kek, nil, "dynkey/v2 kek seal", chacha20poly1305.KeySize)
 	require.NoError(t, err)
-	require.Greater(t, len(sealed), a.NonceSize())
-	pt, err := a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], []byte("dynkey/v1 sealed "+purpose+"\x00"+id))
+	a, err := chacha20poly1305.NewX(sk)
+	require.NoError(t, err)
+	require.Greater(t, len(sealed), 8+a.NonceSize())
+	sealed = sealed[8:]
+	pt, err := a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], []byte("dynkey/v2 sealed "+purpose+"\x00"+id))
 	require.NoError(t, err)
 	return pt
 }

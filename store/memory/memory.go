@@ -9,6 +9,8 @@ package memory
 import (
 	"bytes"
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +38,10 @@ type entry struct {
 	expires time.Time
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Lister = (*Store)(nil)
+)
 
 // New returns an empty store.
 func New() *Store {
@@ -77,6 +82,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 	if current != oldVersion {
 		return 0, store.ErrConflict
 	}
+	if old, ok := s.kv[key]; ok {
+		clear(old.value) // no copy of a destroyed secret lingers in memory
+	}
 	s.kv[key] = entry{value: bytes.Clone(value), version: oldVersion + 1, expires: expires.Round(0)}
 	s.wrote(now)
 	return oldVersion + 1, nil
@@ -89,8 +97,32 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old, ok := s.kv[key]; ok {
+		clear(old.value)
+	}
 	delete(s.kv, key)
 	return nil
+}
+
+// ListKeys implements [store.Lister].
+func (s *Store) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	var keys []string
+	for k, e := range s.kv {
+		if strings.HasPrefix(k, prefix) && k > after && !expired(e.expires, now) {
+			keys = append(keys, k)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(keys)
+	if len(keys) > limit {
+		keys = keys[:max(limit, 0)]
+	}
+	return keys, nil
 }
 
 // MarkSeen implements [store.Store].

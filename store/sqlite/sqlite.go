@@ -50,10 +50,25 @@ CREATE INDEX IF NOT EXISTS seen_expires ON seen(expires) WHERE expires != 0;
 // Store is a [store.Store] backed by an SQLite database file.
 type Store struct {
 	db     *sql.DB
+	path   string // absolute, named in every error
 	writes atomic.Uint64
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Scrubber = (*Store)(nil)
+	_ store.Lister   = (*Store)(nil)
+)
+
+// fail wraps an error of operation op with the database file's path, and
+// for a write refused as read-only names the directory too (SQLite must
+// create the -wal and -shm files next to the database).
+func (s *Store) fail(op string, err error) error {
+	if strings.Contains(err.Error(), "readonly") || strings.Contains(err.Error(), "read-only") {
+		return fmt.Errorf("dynkey/store/sqlite: %s %s: %w (the file and its directory %s must be writable by this process)", op, s.path, err, filepath.Dir(s.path))
+	}
+	return fmt.Errorf("dynkey/store/sqlite: %s %s: %w", op, s.path, err)
+}
 
 // Open opens the database file at path, creating the file and its tables if
 // absent, and deletes the rows that have expired. The caller must Close the
@@ -67,7 +82,10 @@ func Open(path string) (*Store, error) {
 	//     would lose the last commits on power failure, which here means
 	//     forgetting replay ids already marked seen or rolling back a key
 	//     rotation; the extra fsync per write is worth it.
-	q := url.Values{"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)"}}
+	//   - secure_delete=ON: deleted and overwritten content is zeroed in
+	//     the database pages, so that a destroyed server key leaves no copy
+	//     in free space (Scrub then clears the WAL).
+	q := url.Values{"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(ON)"}}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("dynkey/store/sqlite: open %s: %w", path, err)
@@ -86,10 +104,10 @@ func Open(path string) (*Store, error) {
 	// other for SQLite's write lock (no SQLITE_BUSY), and busy_timeout only
 	// has to cover other processes.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db}
+	s := &Store{db: db, path: abs}
 	if err := s.init(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("dynkey/store/sqlite: open %s: %w", path, err)
+		return nil, s.fail("open", err)
 	}
 	return s, nil
 }
@@ -124,7 +142,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 		return store.Entry{}, store.ErrNotFound
 	}
 	if err != nil {
-		return store.Entry{}, fmt.Errorf("dynkey/store/sqlite: get: %w", err)
+		return store.Entry{}, s.fail("get from", err)
 	}
 	e.Version = uint64(version)
 	if expires != 0 {
@@ -136,7 +154,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 // CompareAndSwap implements [store.Store].
 func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint64, value []byte, expires time.Time) (uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("dynkey/store/sqlite: compare and swap: %w", err)
+		return 0, s.fail("compare and swap in", err)
 	}
 	if oldVersion > math.MaxInt64 {
 		return 0, store.ErrConflict // versions are stored as int64; no such version
@@ -169,7 +187,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 	case errors.Is(err, store.ErrConflict):
 		return 0, store.ErrConflict
 	case err != nil:
-		return 0, fmt.Errorf("dynkey/store/sqlite: compare and swap: %w", err)
+		return 0, s.fail("compare and swap in", err)
 	}
 	return oldVersion + 1, nil
 }
@@ -177,7 +195,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 // Delete implements [store.Store].
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM kv WHERE key = ?`, key); err != nil {
-		return fmt.Errorf("dynkey/store/sqlite: delete: %w", err)
+		return s.fail("delete from", err)
 	}
 	return nil
 }
@@ -185,7 +203,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // MarkSeen implements [store.Store].
 func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (bool, error) {
 	if err := ctx.Err(); err != nil {
-		return false, fmt.Errorf("dynkey/store/sqlite: mark seen: %w", err)
+		return false, s.fail("mark seen in", err)
 	}
 	// Insert, or replace an expired row; a live row is left alone.
 	res, err := s.db.ExecContext(ctx,
@@ -200,7 +218,7 @@ func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (boo
 	case errors.Is(err, store.ErrConflict):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("dynkey/store/sqlite: mark seen: %w", err)
+		return false, s.fail("mark seen in", err)
 	}
 	return true, nil
 }
@@ -208,9 +226,49 @@ func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (boo
 // Close implements [store.Store]. It closes the database.
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("dynkey/store/sqlite: close: %w", err)
+		return s.fail("close", err)
 	}
 	return nil
+}
+
+// Scrub implements [store.Scrubber]: with secure_delete on, overwritten and
+// deleted values are zeroed in the database pages, and Scrub checkpoints the
+// write-ahead log into the database and truncates it to zero bytes, so no
+// earlier version of a page survives in the -wal file (the -shm file holds
+// only an index, never values). It fails if another connection's read
+// transaction keeps the checkpoint from completing; call it again later.
+func (s *Store) Scrub(ctx context.Context) error {
+	var busy, logFrames, checkpointed int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return s.fail("scrub", err)
+	}
+	if busy != 0 {
+		return s.fail("scrub", errors.New("checkpoint blocked by another connection; the WAL still holds old pages"))
+	}
+	return nil
+}
+
+// ListKeys implements [store.Lister].
+func (s *Store) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT key FROM kv WHERE substr(key, 1, ?1) = ?2 AND key > ?3 AND (expires = 0 OR expires > ?4) ORDER BY key LIMIT ?5`,
+		len(prefix), prefix, after, nanos(time.Now()), limit)
+	if err != nil {
+		return nil, s.fail("list keys in", err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, s.fail("list keys in", err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("list keys in", err)
+	}
+	return keys, nil
 }
 
 // wrote checks that a conditional write changed exactly one row, returning

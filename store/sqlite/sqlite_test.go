@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,4 +204,70 @@ func ExampleOpen() {
 	// 1 <nil>
 	// 2 <nil>
 	// true
+}
+
+// Scrub leaves no copy of an overwritten value in the database file, its
+// WAL or its -shm file, even while the store stays open.
+func TestScrub(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "dynkey.db")
+	s := open(t, path)
+	secret := []byte("sealed-private-key:" + strings.Repeat("0123456789abcdef", 8))
+	_, err := s.CompareAndSwap(ctx, "k", 0, secret, time.Time{})
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, "k", 1, []byte("destroyed"), time.Time{})
+	require.NoError(t, err)
+	onDisk := func() []string {
+		var in []string
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			b, err := os.ReadFile(p)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			require.NoError(t, err)
+			if bytes.Contains(b, secret) {
+				in = append(in, filepath.Base(p))
+			}
+		}
+		return in
+	}
+	require.NotEmpty(t, onDisk(), "control: the overwritten value is still in the files before Scrub")
+	require.NoError(t, s.Scrub(ctx))
+	require.Empty(t, onDisk())
+	e, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "destroyed", string(e.Value))
+}
+
+// Errors name the database file.
+func TestErrorsNameTheFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dynkey.db")
+	require.NoError(t, os.WriteFile(path, bytes.Repeat([]byte("not a database "), 100), 0o600))
+	_, err := sqlite.Open(path)
+	require.ErrorContains(t, err, path)
+
+	// A database whose pages are damaged after it was opened.
+	path = filepath.Join(dir, "damaged.db")
+	s, err := sqlite.Open(path)
+	require.NoError(t, err)
+	for i := range 200 {
+		_, err := s.CompareAndSwap(t.Context(), "k"+strconv.Itoa(i), 0, bytes.Repeat([]byte{'v'}, 500), time.Time{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close())
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for i := 4096; i < len(b); i++ {
+		b[i] = 0xA5
+	}
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	s, err = sqlite.Open(path)
+	if err == nil {
+		defer s.Close()
+		_, err = s.Get(t.Context(), "k1")
+	}
+	require.Error(t, err)
+	require.ErrorContains(t, err, path)
+	t.Log(err)
 }

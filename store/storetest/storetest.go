@@ -83,6 +83,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			tt.fn(t, s)
 		})
 	}
+	t.Run("Integrity", func(t *testing.T) { RunIntegrity(t, newStore) }) // integrity.go
 }
 
 func past() time.Time   { return time.Now().Add(-time.Second) }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -119,6 +120,9 @@ steps in a cluster.`)
 	newKey, err := newK.load(e)
 	if err != nil {
 		return err
+	}
+	if bytes.Equal(oldKey, newKey) {
+		return usagef("dynkey kek rotate: the old and the new key-encryption keys are the same key")
 	}
 	return rotateKEK(e, *storeURL, oldKey, newKey)
 }

@@ -5,14 +5,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/dynkey/dynkey/middleware"
+	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/store"
 	"github.com/dynkey/dynkey/wire"
 )
@@ -64,7 +64,7 @@ func (s *storeFlags) open(e *env) (*ringSession, error) {
 		st.Close()
 		return nil, err
 	}
-	m, err := openMiddleware(e.ctx, e, st, kek, ring)
+	m, err := openMiddleware(e, st, kek, ring, nil)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -196,29 +196,23 @@ and clients at their next heartbeat. Prints the ring afterwards.`)
 	return printKeys(e, rs, *asJSON)
 }
 
-// Known fields of the stored ring format this build edits (docs/PROTOCOL.md
-// §12). A ring with any other field (an authenticated ring, with a MAC) is
-// not edited here: only the middleware can re-authenticate it.
-var (
-	ringFields = []string{"epoch", "identity_public", "sealed_identity", "keys"}
-	keyFields  = []string{"id", "suite", "public", "sealed_private", "sealed_token_key", "state",
-		"primary_since", "decrypt_until", "token_until", "legacy_since", "sealed_by_suite"}
-)
-
-// errCannotEdit: the ring is in a format this build cannot change safely.
-var errCannotEdit = errors.New("the stored key ring is authenticated (it has fields this build does not know); destroying a key needs a dynkey built with middleware support for it")
-
 func runKeysDestroy(e *env, args []string) error {
-	fs := newFlags(e, "dynkey keys destroy", "KEY_ID -store URL (-kek-file FILE | -kek-env VAR)", `
+	fs := newFlags(e, "dynkey keys destroy", "KEY_ID -store URL (-kek-file FILE | -kek-env VAR) [-force]", `
 Erases the private key of a retired (decrypt-only) server key now, before its
 grace window ends: messages sealed to it are refused from then on (clients
 recover by refetching the directory), and captured traffic sealed to it can
-no longer be opened with what the store holds (forward secrecy). Its token
-key stays, so the tokens it sealed keep working until they expire. A primary
-key cannot be destroyed: run "dynkey keys rotate" first. Running servers drop
-the key from memory when they next reload the ring (at their next maintenance
-round, default every 10s).`)
+no longer be opened with what the store holds (forward secrecy; the store is
+scrubbed as after any destruction). Its token key stays, so the tokens it
+sealed keep working until they expire. A primary key cannot be destroyed:
+run "dynkey keys rotate" first.
+
+It runs the servers' own key upkeep as of the key's grace end, so every key
+retired before it is destroyed too (their grace would have ended first); the
+command names them and needs -force to go on. Running servers drop the keys
+from memory when they next reload the ring (at their next maintenance round,
+default every 10s).`)
 	sf := addStoreFlags(fs)
+	force := fs.Bool("force", false, "also destroy the keys retired before KEY_ID")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -235,102 +229,82 @@ round, default every 10s).`)
 		return err
 	}
 	defer rs.Close()
-	if err := destroyKey(e.ctx, rs.st, id.String()); err != nil {
-		return err
-	}
-	// The ring must still load with the key-encryption key.
 	ring, err := readRing(e.ctx, rs.st)
 	if err != nil {
 		return err
 	}
-	m2, err := openMiddleware(e.ctx, e, rs.st, rs.kek, ring)
+	at, also, err := destroyPlan(ring, id.String(), time.Now())
 	if err != nil {
-		return fmt.Errorf("the key ring does not load after the change: %w", err)
+		return err
 	}
-	m2.Close()
-	fmt.Fprintf(e.stdout, "destroyed the private key of %s\n", id)
+	if len(also) > 0 && !*force {
+		return fmt.Errorf("destroying %s also destroys the keys retired before it: %s; add -force to go on", id, strings.Join(also, ", "))
+	}
+	// The servers' upkeep (Maintain) as of the grace end: it destroys
+	// exactly the decrypt-only keys whose grace has ended by then. The
+	// policy never rotates, and the lifetimes are long enough that no
+	// record is deleted and no legacy suite retired ahead of time.
+	m, err := openMiddleware(e, rs.st, rs.kek, ring, func(o *middleware.Options) {
+		o.Now = func() time.Time { return at }
+		o.ServerPolicy = policy.Manual()
+		o.ServerKeyGrace = 100 * 365 * 24 * time.Hour
+		o.TokenTTL = 100 * 365 * 24 * time.Hour
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+	defer cancel()
+	if err := m.Maintain(ctx); err != nil {
+		return fmt.Errorf("destroying: %w", err)
+	}
+	after, err := readRing(e.ctx, rs.st)
+	if err != nil {
+		return err
+	}
+	for _, k := range after.Keys {
+		if k.ID == id.String() && (k.State != string(middleware.StateDestroyed) || k.HasPrivate) {
+			return fmt.Errorf("key %s is still %s after the upkeep; try again", id, k.State)
+		}
+	}
+	for _, d := range append([]string{id.String()}, also...) {
+		fmt.Fprintf(e.stdout, "destroyed the private key of %s\n", d)
+	}
 	return printKeys(e, rs, false)
 }
 
-// destroyKey erases the sealed private key of a decrypt-only key with a
-// compare-and-swap on the ring, keeping every other field as stored.
-func destroyKey(ctx context.Context, st store.Store, id string) error {
-	for range 8 {
-		ent, err := st.Get(ctx, ringStoreKey)
-		if errors.Is(err, store.ErrNotFound) {
-			return errNoRing
-		}
-		if err != nil {
-			return err
-		}
-		var rec map[string]json.RawMessage
-		if err := json.Unmarshal(ent.Value, &rec); err != nil {
-			return fmt.Errorf("decoding the key ring: %w", err)
-		}
-		if !onlyFields(rec, ringFields) {
-			return errCannotEdit
-		}
-		var keys []map[string]json.RawMessage
-		if err := json.Unmarshal(rec["keys"], &keys); err != nil {
-			return fmt.Errorf("decoding the key ring: %w", err)
-		}
-		found := false
-		for _, k := range keys {
-			if !onlyFields(k, keyFields) {
-				return errCannotEdit
-			}
-			var kid, state string
-			_ = json.Unmarshal(k["id"], &kid)
-			if kid != id {
-				continue
-			}
-			found = true
-			_ = json.Unmarshal(k["state"], &state)
-			switch middleware.KeyState(state) {
-			case middleware.StatePrimary:
-				return fmt.Errorf("key %s is primary: run \"dynkey keys rotate\" first, then destroy it", id)
-			case middleware.StateDestroyed:
-				return fmt.Errorf("key %s is already destroyed", id)
-			case middleware.StateDecryptOnly:
-			default:
-				return fmt.Errorf("key %s has unknown state %q", id, state)
-			}
-			now := time.Now().UnixMilli()
-			var until int64
-			_ = json.Unmarshal(k["decrypt_until"], &until)
-			if until == 0 || until > now {
-				k["decrypt_until"], _ = json.Marshal(now)
-			}
-			k["state"], _ = json.Marshal(string(middleware.StateDestroyed))
-			delete(k, "sealed_private")
-			delete(k, "sealed_by_suite")
-		}
-		if !found {
-			return fmt.Errorf("no key %s in the ring (see dynkey keys list)", id)
-		}
-		rec["keys"], err = json.Marshal(keys)
-		if err != nil {
-			return err
-		}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		if _, err := st.CompareAndSwap(ctx, ringStoreKey, ent.Version, b, ent.Expires); errors.Is(err, store.ErrConflict) {
-			continue // a server changed the ring meanwhile: redo on the new one
-		} else if err != nil {
-			return fmt.Errorf("writing the key ring: %w", err)
-		}
-		return nil
-	}
-	return errors.New("the key ring kept changing under us; try again")
-}
-
-func onlyFields(m map[string]json.RawMessage, known []string) bool {
-	for k := range m {
-		if !slices.Contains(known, k) {
-			return false
+// destroyPlan checks that key id can be destroyed and returns the time the
+// upkeep must run at (its grace end, or now if that passed) and the other
+// keys that upkeep destroys too.
+func destroyPlan(ring *ringInfo, id string, now time.Time) (time.Time, []string, error) {
+	var target *ringKeyInfo
+	for i := range ring.Keys {
+		if ring.Keys[i].ID == id {
+			target = &ring.Keys[i]
 		}
 	}
-	return true
+	if target == nil {
+		return time.Time{}, nil, fmt.Errorf("no key %s in the ring (see dynkey keys list)", id)
+	}
+	switch middleware.KeyState(target.State) {
+	case middleware.StatePrimary:
+		return time.Time{}, nil, fmt.Errorf("key %s is primary: run \"dynkey keys rotate\" first, then destroy it", id)
+	case middleware.StateDestroyed:
+		return time.Time{}, nil, fmt.Errorf("key %s is already destroyed", id)
+	case middleware.StateDecryptOnly:
+	default:
+		return time.Time{}, nil, fmt.Errorf("key %s has unknown state %q", id, target.State)
+	}
+	at := now
+	if until := time.UnixMilli(target.DecryptUntil); until.After(at) {
+		at = until
+	}
+	var also []string
+	for _, k := range ring.Keys {
+		if k.ID != id && k.State == string(middleware.StateDecryptOnly) && !at.Before(time.UnixMilli(k.DecryptUntil)) && now.Before(time.UnixMilli(k.DecryptUntil)) {
+			also = append(also, k.ID)
+		}
+	}
+	return at, also, nil
 }

@@ -738,6 +738,25 @@ func TestServeCallKeys(t *testing.T) {
 	// The token's key still holds its token key: the token still opens.
 	ok(t, runOpts{}, append([]string{"inspect", "token", tokenFile}, st...)...)
 
+	// Destroying a key destroys the keys retired before it too: only with
+	// -force.
+	ok(t, runOpts{}, append([]string{"keys", "rotate"}, st...)...)
+	ok(t, runOpts{}, append([]string{"keys", "rotate"}, st...)...)
+	older, newer := newPrimary, ""
+	for _, k := range keysList(t, st).Keys {
+		if k.State == "decrypt-only" && k.ID != older {
+			newer = k.ID
+		}
+	}
+	fails(t, runOpts{}, 1, "also destroys the keys retired before it: "+older, append([]string{"keys", "destroy", newer}, st...)...)
+	if got := keyStates(t, st); got[older] != "decrypt-only" || got[newer] != "decrypt-only" {
+		t.Fatalf("the refused destroy changed the ring: %v", got)
+	}
+	ok(t, runOpts{}, append([]string{"keys", "destroy", newer, "-force"}, st...)...)
+	if got := keyStates(t, st); got[older] != "destroyed" || got[newer] != "destroyed" || len(got) != 4 {
+		t.Fatalf("after destroy -force: %v", got)
+	}
+
 	// The server starts again on the same file with the same KEK, and the
 	// pinned identity still holds.
 	s2 := startServe(t, "-store", storeURL, "-kek-file", kek, "-user", "alice:correct horse")
@@ -747,9 +766,34 @@ func TestServeCallKeys(t *testing.T) {
 	ok(t, runOpts{}, "call", "-u", "alice:correct horse", "-identity", s.identity, "-d", "again", s2.url+echoPath)
 	s2.stop(t)
 
-	// Bad stores and keys.
+	// Rotate the KEK: afterwards the store opens with the new key only,
+	// and a server on the new key serves the same identity.
 	other := filepath.Join(dir, "other-kek")
 	ok(t, runOpts{}, "kek", "new", "-o", other)
+	third := filepath.Join(dir, "third-kek")
+	ok(t, runOpts{}, "kek", "new", "-o", third)
+	fails(t, runOpts{}, 1, "wrong KeyEncryptionKey", "kek", "rotate", "-store", storeURL, "-old-kek-file", third, "-new-kek-file", other)
+	fails(t, runOpts{}, 2, "the same key", "kek", "rotate", "-store", storeURL, "-old-kek-file", kek, "-new-kek-file", kek)
+	fails(t, runOpts{}, 2, "missing -new-kek-file or -new-kek-env", "kek", "rotate", "-store", storeURL, "-old-kek-file", kek)
+	before := keyStates(t, st)
+	r = ok(t, runOpts{}, "kek", "rotate", "-store", storeURL, "-old-kek-file", kek, "-new-kek-file", other)
+	if !strings.Contains(r.stdout, "re-sealed") {
+		t.Fatalf("kek rotate: %s", r.stdout)
+	}
+	fails(t, runOpts{}, 1, "opening the key ring", append([]string{"keys", "list"}, st...)...)
+	kek, other = other, kek
+	st = []string{"-store", storeURL, "-kek-file", kek}
+	if after := keyStates(t, st); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("the ring changed in the KEK rotation: %v, then %v", before, after)
+	}
+	s3 := startServe(t, "-store", storeURL, "-kek-file", kek, "-user", "alice:correct horse")
+	if s3.identity != s.identity {
+		t.Fatalf("identity changed across the KEK rotation: %s, then %s", s.identity, s3.identity)
+	}
+	ok(t, runOpts{}, "call", "-u", "alice:correct horse", "-identity", s.identity, "-d", "again", s3.url+echoPath)
+	s3.stop(t)
+
+	// Bad stores and keys.
 	badStore := []struct {
 		name string
 		args []string
@@ -783,6 +827,26 @@ func TestServeCallKeys(t *testing.T) {
 	if !strings.Contains(r.stdout, s.identity) {
 		t.Fatalf("identity via env: %s", r.stdout)
 	}
+}
+
+func keysList(t *testing.T, st []string) keysListJSON {
+	t.Helper()
+	r := ok(t, runOpts{}, append([]string{"keys", "list", "-json"}, st...)...)
+	var list keysListJSON
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("%v: %s", err, r.stdout)
+	}
+	return list
+}
+
+// keyStates returns the state of every key of the ring by id.
+func keyStates(t *testing.T, st []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, k := range keysList(t, st).Keys {
+		out[k.ID] = k.State
+	}
+	return out
 }
 
 // rawRing returns the stored ring record of a SQLite file as text.

@@ -94,22 +94,31 @@ func (r *ringInfo) currentSuite() (string, error) {
 }
 
 // openMiddleware opens the stored ring with the key-encryption key: New
-// unseals every secret of the ring, so a wrong key-encryption key (or a
-// tampered ring) fails here. It runs no background loop and serves nothing.
-// The store must already hold a ring (readRing first): New would create one.
-func openMiddleware(ctx context.Context, e *env, st store.Store, kek []byte, ring *ringInfo) (*middleware.Middleware, error) {
+// verifies the ring's authentication and unseals every secret of the ring,
+// so a wrong key-encryption key or a tampered ring fails here. It runs no
+// background loop, serves nothing and never creates a ring
+// (RequireKeyRing). edit, if not nil, changes the options first.
+func openMiddleware(e *env, st store.Store, kek []byte, ring *ringInfo, edit func(*middleware.Options)) (*middleware.Middleware, error) {
 	suite, err := ring.currentSuite()
 	if err != nil {
 		return nil, err
 	}
-	_ = ctx
-	m, err := middleware.New(middleware.Options{
+	o := middleware.Options{
 		Suite:            suite,
 		Store:            st,
 		KeyEncryptionKey: kek,
+		RequireKeyRing:   true,
 		MaintainInterval: -1,
-		Logger:           stderrLogger(e, slog.LevelWarn),
-	})
+		// Every failure is returned as an error, which says more.
+		Logger: discardLogger(),
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	m, err := middleware.New(o)
+	if errors.Is(err, middleware.ErrNoKeyRing) {
+		return nil, errNoRing
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening the key ring: %w", err)
 	}

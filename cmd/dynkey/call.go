@@ -41,7 +41,8 @@ taken from the first directory fetched, which the client only allows over
 https, or over http with -insecure-tofu (loopback demos only: anyone on the
 path could answer instead).
 
--v prints each protocol step to stderr: the directory fetched (epoch, keys),
+-rotate rotates the client key (a heartbeat carrying the new key and its
+proof) before the request. -v prints each protocol step to stderr: the directory fetched (epoch, keys),
 the login, every envelope sent (suite, key ids, message id), every response
 and refusal, rotations and recoveries, and the key ids in use at the end.
 The exit status is 0 for a 2xx response, 1 otherwise (the body, a problem
@@ -58,6 +59,7 @@ for a refusal, is still printed).`)
 	suite := fs.String("suite", "ecies-x25519", "algorithm suite the client accepts (no downgrade)")
 	cacert := fs.String("cacert", "", "PEM file of CA certificates to trust for https (e.g. the demo server's self-signed certificate)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit for the whole call")
+	rotate := fs.Bool("rotate", false, "rotate the client key before the request (login, then a heartbeat carrying the rotation), to see it with -v")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -165,6 +167,15 @@ for a refusal, is still printed).`)
 
 	ctx, cancel := context.WithTimeout(e.ctx, *timeout)
 	defer cancel()
+	if *rotate {
+		if err := c.Login(ctx); err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		c.RotateNow()
+		if err := c.Heartbeat(ctx); err != nil {
+			return fmt.Errorf("heartbeat carrying the rotation: %w", err)
+		}
+	}
 	var rb io.Reader
 	if hasBody {
 		rb = bytes.NewReader(body)

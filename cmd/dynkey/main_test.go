@@ -598,6 +598,15 @@ func TestServeCallKeys(t *testing.T) {
 			t.Error("-v printed the password")
 		}
 	})
+	t.Run("call -v -rotate shows the client key rotation", func(t *testing.T) {
+		r := ok(t, runOpts{}, "call", "-v", "-rotate", "-u", "alice:correct horse", "-identity", s.identity, "-X", "DELETE", echo)
+		rotated := regexp.MustCompile(`event client-key-rotated: client key rotated to ([0-9a-f]{16})`).FindStringSubmatch(r.stderr)
+		if rotated == nil || !strings.Contains(r.stderr, "(heartbeat)") || !strings.Contains(r.stderr, "client_rotations=1") ||
+			!strings.Contains(r.stderr, "> DELETE /api/echo (request): envelope suite ecies-x25519, sealed to server key") ||
+			!strings.Contains(r.stderr, "client key in use: "+rotated[1]) {
+			t.Fatalf("-v -rotate:\n%s", r.stderr)
+		}
+	})
 	t.Run("call from stdin with trust on first use", func(t *testing.T) {
 		r := ok(t, runOpts{stdin: "from stdin"}, "call", "-insecure-tofu", "-u", "alice:correct horse", "-d", "@-", echo)
 		if r.stdout != "from stdin\n" {

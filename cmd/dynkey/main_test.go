@@ -9,11 +9,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -909,4 +917,55 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 	fails(t, runOpts{}, 2, "unsupported shell", "completion", "fish")
+}
+
+// TestServeTLS serves https with a self-signed certificate on the memory
+// store: call trusts the server's identity on first use over TLS (no
+// -identity needed), and refuses a certificate it cannot verify.
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	s := startServe(t, "-user", "alice:pw", "-tls-cert", certFile, "-tls-key", keyFile)
+	if !strings.HasPrefix(s.url, "https://") {
+		t.Fatalf("url %s", s.url)
+	}
+	r := ok(t, runOpts{}, "call", "-v", "-u", "alice:pw", "-cacert", certFile, "-d", "over tls", s.url+echoPath)
+	if r.stdout != "over tls\n" || !strings.Contains(r.stderr, "(not pinned)") {
+		t.Fatalf("stdout %q\nstderr %s", r.stdout, r.stderr)
+	}
+	ok(t, runOpts{}, "call", "-u", "alice:pw", "-cacert", certFile, "-identity", s.identity, "-d", "x", s.url+echoPath)
+	fails(t, runOpts{}, 1, "certificate", "call", "-u", "alice:pw", "-d", "x", s.url+echoPath)
+	fails(t, runOpts{}, 1, "no PEM certificate", "call", "-u", "alice:pw", "-cacert", writeFile(t, dir, "junk.pem", []byte("junk")), "-d", "x", s.url+echoPath)
+	s.stop(t)
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, as PEM.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "dynkey test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = writeFile(t, dir, "cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	keyFile = writeFile(t, dir, "key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}))
+	return certFile, keyFile
 }

@@ -173,9 +173,15 @@ Makes a new server key pair primary now, whatever the server policy says (for
 example after a suspected compromise). The old primary becomes decrypt-only
 for the servers' ServerKeyGrace; running servers learn the new key at their
 next maintenance round (default every 10s) or on the first request naming it,
-and clients at their next heartbeat. Prints the ring afterwards.`)
+and clients at their next heartbeat. Prints the ring afterwards.
+
+The retired key's grace window and its token key's lifetime are computed
+here: give -server-key-grace and -token-ttl when your servers do not use the
+defaults (10m and 12h).`)
 	sf := addStoreFlags(fs)
 	asJSON := fs.Bool("json", false, "print the ring as JSON afterwards")
+	grace := fs.Duration("server-key-grace", 10*time.Minute, "how long the retired key still opens messages: your servers' Options.ServerKeyGrace")
+	tokenTTL := fs.Duration("token-ttl", 12*time.Hour, "how long tokens live: your servers' Options.TokenTTL (the retired key's token key is kept that long)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -183,14 +189,25 @@ and clients at their next heartbeat. Prints the ring afterwards.`)
 	if err := wantArgs(fs, pos, 0, 0, ""); err != nil {
 		return err
 	}
+	if *grace <= 0 || *tokenTTL <= 0 {
+		return usagef("dynkey keys rotate: -server-key-grace and -token-ttl must be positive")
+	}
 	rs, err := sf.open(e)
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
+	m, err := openMiddleware(e, rs.st, rs.kek, rs.ring, func(o *middleware.Options) {
+		o.ServerKeyGrace = *grace
+		o.TokenTTL = *tokenTTL
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
 	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
 	defer cancel()
-	if err := rs.m.Rotate(ctx); err != nil {
+	if err := m.Rotate(ctx); err != nil {
 		return fmt.Errorf("rotating: %w", err)
 	}
 	return printKeys(e, rs, *asJSON)

@@ -721,15 +721,23 @@ func TestServeCallKeys(t *testing.T) {
 	fails(t, runOpts{}, 1, "not in the store's key ring", append([]string{"inspect", "token", forgedFile}, st...)...)
 
 	// Rotate, then destroy the retired key.
-	ok(t, runOpts{}, append([]string{"keys", "rotate"}, st...)...)
-	r = ok(t, runOpts{}, append([]string{"keys", "list", "-json"}, st...)...)
-	var list keysListJSON
-	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
-		t.Fatalf("%v: %s", err, r.stdout)
-	}
+	fails(t, runOpts{}, 2, "must be positive", append([]string{"keys", "rotate", "-server-key-grace", "0"}, st...)...)
+	start := time.Now()
+	ok(t, runOpts{}, append([]string{"keys", "rotate", "-server-key-grace", "30m", "-token-ttl", "2h"}, st...)...)
+	list := keysList(t, st)
 	states := map[string]string{}
 	for _, k := range list.Keys {
 		states[k.ID] = k.State
+		if k.State != "decrypt-only" {
+			continue
+		}
+		// The grace and token lifetime given, not the defaults.
+		if d := time.UnixMilli(k.DecryptUntil).Sub(start); d < 30*time.Minute || d > 31*time.Minute {
+			t.Errorf("grace ends %v after the rotation, want 30m", d)
+		}
+		if d := time.UnixMilli(k.TokenUntil).Sub(start); d < 2*time.Hour || d > 2*time.Hour+time.Minute {
+			t.Errorf("token key kept %v after the rotation, want 2h", d)
+		}
 	}
 	if len(list.Keys) != 2 || states[primary[1]] != "decrypt-only" || list.Identity != s.identity {
 		t.Fatalf("after rotate: %+v", list)

@@ -40,6 +40,8 @@ A port of 0 picks a free one; the line "listening on URL" says which.`)
 	serverPolicy := fs.String("server-policy", "uptime>=24h", "when the server key pair rotates (docs/POLICIES.md)")
 	clientPolicy := fs.String("client-policy", "", "the server's policy for client keys, e.g. \"age>=1h or reject(age>=2h)\"; default none")
 	maintain := fs.Duration("maintain", 10*time.Second, "how often the server checks its policy and key lifecycle")
+	grace := fs.Duration("server-key-grace", 10*time.Minute, "how long a retired server key still opens messages")
+	tokenTTL := fs.Duration("token-ttl", 12*time.Hour, "lifetime of a login token and its session")
 	var users stringList
 	fs.Var(&users, "user", "a user NAME:PASSWORD (repeatable)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); with -tls-key, serve https")
@@ -114,6 +116,8 @@ A port of 0 picks a free one; the line "listening on URL" says which.`)
 		ServerPolicy:     sp,
 		ClientPolicy:     cp,
 		MaintainInterval: *maintain,
+		ServerKeyGrace:   *grace,
+		TokenTTL:         *tokenTTL,
 		Logger:           log,
 	})
 	if err != nil {

@@ -86,9 +86,7 @@ func decodeInput(b []byte, enc string, binaryMsg bool) ([]byte, error) {
 		if out, err := decodeBase64(s); err == nil {
 			return out, nil
 		}
-		if !binaryMsg {
-			return b, nil // let the JSON decoder say what is wrong
-		}
+		// Neither: raw, and the decoder says what is wrong with it.
 		return b, nil
 	}
 	return nil, usagef("-in must be auto, raw, hex or base64, not %q", enc)

@@ -707,8 +707,18 @@ func TestServeCallKeys(t *testing.T) {
 	if !regexp.MustCompile(primary[1] + `\s+ecies-x25519\s+primary`).MatchString(r.stdout) {
 		t.Fatalf("keys list:\n%s", r.stdout)
 	}
-	if strings.Contains(r.stdout, "sealed") {
-		t.Fatalf("keys list shows sealed material:\n%s", r.stdout)
+	// No secret, not even sealed, in any listing.
+	listJSON := ok(t, runOpts{}, append([]string{"keys", "list", "-json"}, st...)...).stdout
+	secrets := sealedSecrets(t, rawRing(t, db))
+	if len(secrets) < 3 {
+		t.Fatalf("found %d sealed secrets in the ring", len(secrets))
+	}
+	for _, sec := range secrets {
+		for _, enc := range []string{base64.StdEncoding.EncodeToString(sec), base64.RawURLEncoding.EncodeToString(sec), hex.EncodeToString(sec)} {
+			if strings.Contains(r.stdout, enc[:16]) || strings.Contains(listJSON, enc[:16]) {
+				t.Fatalf("keys list shows sealed material %s", enc)
+			}
+		}
 	}
 	r = ok(t, runOpts{}, append([]string{"identity"}, st...)...)
 	if !strings.Contains(r.stdout, s.identity) {
@@ -887,6 +897,26 @@ func rawRing(t *testing.T, db string) string {
 		t.Fatal(err)
 	}
 	return string(e.Value)
+}
+
+// sealedSecrets returns every sealed secret of a stored ring.
+func sealedSecrets(t *testing.T, raw string) [][]byte {
+	t.Helper()
+	var rec struct {
+		SealedIdentity []byte `json:"sealed_identity"`
+		Keys           []struct {
+			SealedPrivate  []byte `json:"sealed_private"`
+			SealedTokenKey []byte `json:"sealed_token_key"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+		t.Fatal(err)
+	}
+	out := [][]byte{rec.SealedIdentity}
+	for _, k := range rec.Keys {
+		out = append(out, k.SealedPrivate, k.SealedTokenKey)
+	}
+	return out
 }
 
 func ringKeyHasPrivate(t *testing.T, raw, id string) bool {

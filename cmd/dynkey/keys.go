@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -59,17 +60,46 @@ func (s *storeFlags) open(e *env) (*ringSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	ring, err := readRing(e.ctx, st)
-	if err != nil {
+	rs := &ringSession{st: st, kek: kek}
+	if _, err := rs.verified(e); err != nil {
 		st.Close()
 		return nil, err
 	}
-	m, err := openMiddleware(e, st, kek, ring, nil)
-	if err != nil {
-		st.Close()
-		return nil, err
+	return rs, nil
+}
+
+// verified returns the stored ring once the middleware verified that very
+// version (its authentication, its key ids, its sealed secrets): the ring
+// read before and after the verification must be the same version, as
+// versions only grow.
+func (rs *ringSession) verified(e *env) (*ringInfo, error) {
+	for range 5 {
+		r1, err := readRing(e.ctx, rs.st)
+		if err != nil {
+			return nil, err
+		}
+		if rs.ring != nil && rs.m != nil && r1.version == rs.ring.version {
+			return r1, nil
+		}
+		m, err := openMiddleware(e, rs.st, rs.kek, r1, nil)
+		if err != nil {
+			return nil, err
+		}
+		r2, err := readRing(e.ctx, rs.st)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		if r2.version == r1.version {
+			if rs.m != nil {
+				rs.m.Close()
+			}
+			rs.m, rs.ring = m, r2
+			return r2, nil
+		}
+		m.Close()
 	}
-	return &ringSession{st: st, ring: ring, m: m, kek: kek}, nil
+	return nil, errors.New("the key ring kept changing while it was verified; try again")
 }
 
 func runIdentity(e *env, args []string) error {
@@ -133,9 +163,7 @@ verified with the key-encryption key before anything is printed.`)
 }
 
 func printKeys(e *env, rs *ringSession, asJSON bool) error {
-	// Re-read: the ring verified by openMiddleware may be newer than the
-	// one read before it.
-	ring, err := readRing(e.ctx, rs.st)
+	ring, err := rs.verified(e)
 	if err != nil {
 		return err
 	}
@@ -246,10 +274,7 @@ default every 10s).`)
 		return err
 	}
 	defer rs.Close()
-	ring, err := readRing(e.ctx, rs.st)
-	if err != nil {
-		return err
-	}
+	ring := rs.ring
 	at, also, err := destroyPlan(ring, id.String(), time.Now())
 	if err != nil {
 		return err

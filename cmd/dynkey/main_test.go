@@ -36,6 +36,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkey/dynkey/middleware"
+	"github.com/dynkey/dynkey/store/sqlite"
 	"github.com/dynkey/dynkey/wire"
 )
 
@@ -1006,4 +1008,59 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	certFile = writeFile(t, dir, "cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	keyFile = writeFile(t, dir, "key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}))
 	return certFile, keyFile
+}
+
+// TestTamperedRing: someone who can write the store but has no KEK changes
+// the ring (here: a key's primary_since, which keys list prints). Every
+// command that reads the ring refuses it instead of printing or using it.
+func TestTamperedRing(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "dynkey.db")
+	kekFile := filepath.Join(dir, "kek")
+	ok(t, runOpts{}, "kek", "new", "-o", kekFile)
+	kb, _ := os.ReadFile(kekFile)
+	kek, err := decodeKEK(kb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := sqlite.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := middleware.New(middleware.Options{Store: st, KeyEncryptionKey: kek, MaintainInterval: -1, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	st.Close()
+	args := []string{"-store", "sqlite://" + db, "-kek-file", kekFile}
+	ok(t, runOpts{}, append([]string{"keys", "list"}, args...)...)
+
+	st, err = sqlite.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := st.Get(ctx, ringStoreKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := regexp.MustCompile(`"primary_since":\d+`).ReplaceAll(e.Value, []byte(`"primary_since":1000`))
+	if bytes.Equal(tampered, e.Value) {
+		t.Fatal("nothing to tamper with")
+	}
+	if _, err := st.CompareAndSwap(ctx, ringStoreKey, e.Version, tampered, e.Expires); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	for _, cmd := range [][]string{{"keys", "list"}, {"keys", "list", "-json"}, {"identity"}, {"keys", "rotate"}} {
+		r := fails(t, runOpts{}, 1, "stored record refused", append(cmd, args...)...)
+		if strings.Contains(r.stdout, "1970-01-01") || strings.Contains(r.stdout, `"primary_since": 1000`) {
+			t.Fatalf("%v printed the tampered ring:\n%s", cmd, r.stdout)
+		}
+	}
+	if got := rawRing(t, db); got != string(tampered) {
+		t.Fatal("a refused command changed the ring")
+	}
 }

@@ -847,6 +847,7 @@ func TestServeCallKeys(t *testing.T) {
 		{"KEK file malformed", []string{"identity", "-store", storeURL, "-kek-file", tokenFile}, 1, "must be 32 bytes"},
 		{"serve durable without KEK", []string{"serve", "-store", storeURL, "-user", "a:b"}, 2, "needs -kek-file or -kek-env"},
 		{"serve without users", []string{"serve"}, 2, "at least one -user"},
+		{"serve requiring a ring on an empty store", []string{"serve", "-user", "a:b", "-require-key-ring"}, 1, "holds no key ring"},
 		{"serve bad user", []string{"serve", "-user", "alice"}, 2, "NAME:PASSWORD"},
 		{"serve bad policy", []string{"serve", "-user", "a:b", "-server-policy", "uptime>="}, 2, "bad -server-policy"},
 		{"serve bad suite", []string{"serve", "-user", "a:b", "-suite", "rot13"}, 1, "rot13"},

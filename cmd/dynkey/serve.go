@@ -46,6 +46,7 @@ A port of 0 picks a free one; the line "listening on URL" says which.`)
 	fs.Var(&users, "user", "a user NAME:PASSWORD (repeatable)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); with -tls-key, serve https")
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
+	requireRing := fs.Bool("require-key-ring", false, "refuse to start on a store that holds no key ring (instead of creating one)")
 	logLevel := fs.String("log-level", "info", "log level on stderr: debug, info, warn, error")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -118,6 +119,7 @@ A port of 0 picks a free one; the line "listening on URL" says which.`)
 		MaintainInterval: *maintain,
 		ServerKeyGrace:   *grace,
 		TokenTTL:         *tokenTTL,
+		RequireKeyRing:   *requireRing,
 		Logger:           log,
 	})
 	if err != nil {

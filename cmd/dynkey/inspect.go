@@ -145,10 +145,15 @@ func b64u(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // ---------------------------------------------------------------- envelope
 
 func runInspectEnvelope(e *env, args []string) error {
-	fs := newFlags(e, "dynkey inspect envelope", "[FILE|-] [-in auto|raw|hex|base64] [-directory FILE [-identity KEY]]", `
+	fs := newFlags(e, "dynkey inspect envelope", "[FILE|-] [-in auto|raw|hex|base64] [-directory FILE [-identity KEY]] [-store URL (-kek-file FILE | -kek-env VAR)]", `
 Decodes a dynkey envelope (docs/PROTOCOL.md §4, §6): a login or request
 envelope (every header field; the ciphertext stays sealed) or a response
 envelope (its nonce and ciphertext size). Reads FILE, or stdin.
+
+With -store and the key-encryption key, looks the server key (and, for a
+request, the token's key) up in the store's verified key ring: a server key
+that is not there, destroyed or past its grace window is refused by the
+servers (server-key-unknown).
 
 With -directory (a signed key directory, as served at
 /.well-known/dynkey/keys), checks that the envelope's suite is the directory's
@@ -159,6 +164,7 @@ against the identity the directory names.`)
 	inf := addInputFlags(fs)
 	dirFile := fs.String("directory", "", "signed key directory (JSON) to check the server key id against")
 	identity := fs.String("identity", "", "pinned identity key (hex or base64url) to verify -directory with")
+	sf := addStoreFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -222,6 +228,13 @@ against the identity the directory names.`)
 	}
 	p.f("header", "%d bytes (bound into the AEAD's associated data)", len(req.Header))
 	p.f("ciphertext", "%d bytes (sealed with the suite; opening needs the server's private key)", len(req.Ciphertext))
+	if sf.url != "" {
+		if err := checkEnvelopeInRing(e, p, sf, req); err != nil {
+			return err
+		}
+	} else if sf.kek.set() {
+		return usagef("-kek-file/-kek-env need -store")
+	}
 	if dir == nil {
 		return nil
 	}
@@ -235,6 +248,47 @@ against the identity the directory names.`)
 		}
 	}
 	return fmt.Errorf("check failed: server key %s is not in the directory (epoch %d): a server would answer server-key-unknown", req.ServerKeyID, dir.Epoch)
+}
+
+// checkEnvelopeInRing reports what the store's ring says about the keys an
+// envelope names.
+func checkEnvelopeInRing(e *env, p fieldPrinter, sf *storeFlags, req *wire.Request) error {
+	rs, err := sf.open(e)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	find := func(id string) *ringKeyInfo {
+		for i := range rs.ring.Keys {
+			if rs.ring.Keys[i].ID == id {
+				return &rs.ring.Keys[i]
+			}
+		}
+		return nil
+	}
+	k := find(req.ServerKeyID.String())
+	now := time.Now()
+	switch {
+	case k == nil:
+		return fmt.Errorf("check failed: server key %s is not in the store's key ring: servers refuse it (server-key-unknown)", req.ServerKeyID)
+	case k.State == "destroyed" || !k.HasPrivate:
+		return fmt.Errorf("check failed: server key %s is destroyed: servers refuse it (server-key-unknown), and nothing in the store opens it any more", req.ServerKeyID)
+	case k.State == "decrypt-only" && !now.Before(time.UnixMilli(k.DecryptUntil)):
+		return fmt.Errorf("check failed: server key %s is past its grace window (%s): servers refuse it (server-key-unknown)", req.ServerKeyID, msTime(k.DecryptUntil))
+	case k.Suite != req.Suite:
+		return fmt.Errorf("check failed: server key %s is a %s key, the envelope says %s", req.ServerKeyID, k.Suite, req.Suite)
+	}
+	p.f("check", "server key %s is in the store's ring (%s)", k.ID, k.State)
+	if req.Type != wire.TypeRequest || len(req.Token) < 1+wire.KeyIDSize {
+		return nil
+	}
+	var tid wire.KeyID
+	copy(tid[:], req.Token[1:1+wire.KeyIDSize])
+	if tk := find(tid.String()); tk == nil || !tk.HasTokenKey {
+		return fmt.Errorf("check failed: the token's key %s is not in the store's ring: servers refuse it (token-invalid or token-expired)", tid)
+	}
+	p.f("check", "the token's key %s is in the store's ring", tid)
+	return nil
 }
 
 func inspectResponse(p fieldPrinter, b []byte) error {

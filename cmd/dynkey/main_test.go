@@ -726,6 +726,11 @@ func TestServeCallKeys(t *testing.T) {
 	if !strings.Contains(r.stdout, s.identity) {
 		t.Fatalf("identity %q, served %s", r.stdout, s.identity)
 	}
+	r = ok(t, runOpts{}, append([]string{"inspect", "envelope", envFile}, st...)...)
+	if !strings.Contains(r.stdout, "server key "+primary[1]+" is in the store's ring (primary)") ||
+		!strings.Contains(r.stdout, "the token's key "+primary[1]+" is in the store's ring") {
+		t.Fatalf("inspect envelope -store:\n%s", r.stdout)
+	}
 	r = ok(t, runOpts{}, append([]string{"inspect", "token", tokenFile}, st...)...)
 	if !strings.Contains(r.stdout, "key "+primary[1]+" is in the ring (primary") {
 		t.Fatalf("inspect token:\n%s", r.stdout)
@@ -769,6 +774,7 @@ func TestServeCallKeys(t *testing.T) {
 		t.Fatal("the destroyed key's sealed private key is still in the ring")
 	}
 	fails(t, runOpts{}, 1, "already destroyed", append([]string{"keys", "destroy", primary[1]}, st...)...)
+	fails(t, runOpts{}, 1, "server key "+primary[1]+" is destroyed", append([]string{"inspect", "envelope", envFile}, st...)...)
 	fails(t, runOpts{}, 1, "no key 0000000000000000", append([]string{"keys", "destroy", "0000000000000000"}, st...)...)
 	fails(t, runOpts{}, 2, "bad key id", append([]string{"keys", "destroy", "zz"}, st...)...)
 	fails(t, runOpts{}, 2, "missing KEY_ID", append([]string{"keys", "destroy"}, st...)...)

@@ -1071,3 +1071,15 @@ func TestTamperedRing(t *testing.T) {
 		t.Fatal("a refused command changed the ring")
 	}
 }
+
+// TestServeSuite: serve and call agree on a suite other than the default;
+// a client expecting another suite refuses the server's (no downgrade).
+func TestServeSuite(t *testing.T) {
+	s := startServe(t, "-user", "alice:pw", "-suite", "pq-xwing")
+	r := ok(t, runOpts{}, "call", "-v", "-suite", "pq-xwing", "-u", "alice:pw", "-identity", s.identity, "-d", "post-quantum", s.url+echoPath)
+	if r.stdout != "post-quantum\n" || !strings.Contains(r.stderr, "envelope suite pq-xwing") {
+		t.Fatalf("stdout %q\nstderr %s", r.stdout, r.stderr)
+	}
+	fails(t, runOpts{}, 1, "suite", "call", "-u", "alice:pw", "-identity", s.identity, "-d", "x", s.url+echoPath)
+	s.stop(t)
+}

@@ -25,6 +25,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -72,6 +74,7 @@ func commandTable() []*command {
 		{name: "serve", summary: "run a demo server with a protected echo route", run: runServe},
 		{name: "call", summary: "make an encrypted request, like curl", run: runCall},
 		{name: "completion", summary: "print a shell completion script (bash or zsh)", run: runCompletion},
+		{name: "version", summary: "print the version of dynkey and of Go", run: runVersion},
 	}
 }
 
@@ -230,4 +233,21 @@ func commandNames(table []*command) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func runVersion(e *env, args []string) error {
+	fs := newFlags(e, "dynkey version", "", "Prints the module version dynkey was built from and the Go version.")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, pos, 0, 0, ""); err != nil {
+		return err
+	}
+	v := "(unknown)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(e.stdout, "dynkey %s, %s\n", v, runtime.Version())
+	return nil
 }

@@ -948,6 +948,13 @@ func ringKeyHasPrivate(t *testing.T, raw, id string) bool {
 	return false
 }
 
+func TestVersion(t *testing.T) {
+	r := ok(t, runOpts{}, "version")
+	if !regexp.MustCompile(`^dynkey \S+, go1\.\d+`).MatchString(r.stdout) {
+		t.Fatalf("version: %q", r.stdout)
+	}
+}
+
 func TestCompletion(t *testing.T) {
 	r := ok(t, runOpts{}, "completion", "bash")
 	for _, want := range []string{"complete -F _dynkey dynkey", "kek", `keys) words="destroy list rotate"`} {

@@ -23,6 +23,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceShared runs the cross-handle tests on one store used as
+// both handles: a memory store is shared within its process only.
+func TestConformanceShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		s := memory.New()
+		t.Cleanup(func() { require.NoError(t, s.Close()) })
+		return s, s
+	})
+}
+
 // TestSweep checks that expired entries do not accumulate: the store keeps
 // no more than the live entries plus the writes since the last sweep.
 func TestSweep(t *testing.T) {

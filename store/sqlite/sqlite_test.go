@@ -35,6 +35,15 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceShared runs the cross-handle tests on two handles on one
+// file, as two server processes on one machine would have.
+func TestConformanceShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) (store.Store, store.Store) {
+		path := filepath.Join(t.TempDir(), "dynkey.db")
+		return open(t, path), open(t, path)
+	})
+}
+
 // TestConformanceSharedFile runs the suite against one of two handles on
 // the same file, the other handle writing to unrelated keys meanwhile.
 func TestConformanceSharedFile(t *testing.T) {

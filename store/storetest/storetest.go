@@ -24,7 +24,16 @@
 //   - CompareAndSwap and MarkSeen are atomic: of concurrent callers racing
 //     on the same key or id, exactly one wins.
 //   - A call with an already cancelled context fails with an error wrapping
-//     [context.Canceled] and has no effect.
+//     [context.Canceled] (or [context.DeadlineExceeded] for a passed
+//     deadline) and has no effect.
+//
+// [RunShared] adds what only shows with two handles on one backend (two
+// processes, or two instances of a server): a swap or a seen id written
+// through one is seen through the other, and races between handles still
+// have exactly one winner.
+//
+// [Bench] measures a store's operations (latency, and round trips to its
+// server when the store can count them).
 package storetest
 
 import (
@@ -72,9 +81,13 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"MarkSeenExpiresLater", testMarkSeenExpiresLater},
 		{"SeenSeparateFromKeys", testSeenSeparateFromKeys},
 		{"ConcurrentCAS", testConcurrentCAS},
+		{"CASRaceRounds", testCASRaceRounds},
 		{"ConcurrentIncrement", testConcurrentIncrement},
 		{"ConcurrentMarkSeen", testConcurrentMarkSeen},
 		{"CancelledContext", testCancelledContext},
+		{"DeadlineExceeded", testDeadlineExceeded},
+		{"ValueCopiedBetweenGets", testValueCopiedBetweenGets},
+		{"ManyExpired", testManyExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -516,4 +529,187 @@ func testCancelledContext(t *testing.T, s store.Store) {
 	first, err := s.MarkSeen(t.Context(), "id", future())
 	require.NoError(t, err)
 	require.True(t, first)
+}
+
+// testCASRaceRounds races n writers on one key, version after version: in
+// every round exactly one writer wins, and the next round starts from its
+// version.
+func testCASRaceRounds(t *testing.T, s store.Store) {
+	casRaceRounds(t, []store.Store{s})
+}
+
+func casRaceRounds(t *testing.T, handles []store.Store) {
+	ctx := t.Context()
+	const n, rounds = 8, 6
+	for round := range rounds {
+		old := uint64(round)
+		versions, errs := race(n, func(i int) (uint64, error) {
+			h := handles[i%len(handles)]
+			return h.CompareAndSwap(ctx, "race", old, []byte(strconv.Itoa(round)+"/"+strconv.Itoa(i)), time.Time{})
+		})
+		winner := -1
+		for i, err := range errs {
+			if err == nil {
+				require.Equal(t, -1, winner, "round %d: two winners: %d and %d", round, winner, i)
+				require.Equal(t, old+1, versions[i], "round %d", round)
+				winner = i
+				continue
+			}
+			require.ErrorIs(t, err, store.ErrConflict, "round %d, writer %d", round, i)
+		}
+		require.NotEqual(t, -1, winner, "round %d: no winner", round)
+		for _, h := range handles {
+			requireEntry(t, h, "race", []byte(strconv.Itoa(round)+"/"+strconv.Itoa(winner)), old+1)
+		}
+	}
+}
+
+func testDeadlineExceeded(t *testing.T, s store.Store) {
+	cas(t, s, "k", 0, "v", time.Time{})
+	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancel()
+
+	_, err := s.Get(ctx, "k")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Get")
+	_, err = s.CompareAndSwap(ctx, "k", 1, []byte("x"), time.Time{})
+	require.ErrorIs(t, err, context.DeadlineExceeded, "CompareAndSwap")
+	require.ErrorIs(t, s.Delete(ctx, "k"), context.DeadlineExceeded, "Delete")
+	_, err = s.MarkSeen(ctx, "id", future())
+	require.ErrorIs(t, err, context.DeadlineExceeded, "MarkSeen")
+
+	requireEntry(t, s, "k", []byte("v"), 1)
+	first, err := s.MarkSeen(t.Context(), "id", future())
+	require.NoError(t, err)
+	require.True(t, first)
+}
+
+// testValueCopiedBetweenGets checks that two Gets of one entry return
+// slices that do not share memory with each other, for a small and a large
+// value.
+func testValueCopiedBetweenGets(t *testing.T, s store.Store) {
+	for _, size := range []int{8, 64 << 10} {
+		key := "k" + strconv.Itoa(size)
+		want := bytes.Repeat([]byte{'a'}, size)
+		cas(t, s, key, 0, string(want), time.Time{})
+		e1 := requireEntry(t, s, key, want, 1)
+		e2 := requireEntry(t, s, key, want, 1)
+		for i := range e1.Value {
+			e1.Value[i] = 'X'
+		}
+		require.True(t, bytes.Equal(want, e2.Value), "size %d: second Get's value changed with the first's", size)
+		requireEntry(t, s, key, want, 1)
+	}
+}
+
+// testManyExpired writes many entries and ids that are expired on arrival:
+// none is visible, each key restarts at version 1, each id is new again,
+// and a live entry among them is untouched.
+func testManyExpired(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const n = 100
+	cas(t, s, "live", 0, "v", future())
+	for i := range n {
+		k := "expired" + strconv.Itoa(i)
+		cas(t, s, k, 0, "v", past())
+		first, err := s.MarkSeen(ctx, k, past())
+		require.NoError(t, err)
+		require.True(t, first)
+	}
+	for i := range n {
+		k := "expired" + strconv.Itoa(i)
+		requireAbsent(t, s, k)
+		cas(t, s, k, 0, "again", future())
+		first, err := s.MarkSeen(ctx, k, future())
+		require.NoError(t, err)
+		require.True(t, first, "id %q", k)
+	}
+	requireEntry(t, s, "live", []byte("v"), 1)
+}
+
+// RunShared runs the cross-handle tests: open is called once per subtest
+// and returns two stores on the same fresh, empty backend (two connections,
+// pools or file handles, as two server instances would have), with their
+// Close registered with t.Cleanup. A store that cannot be shared (memory)
+// may return the same store twice.
+func RunShared(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, a, b store.Store)
+	}{
+		{"WritesVisibleAcross", testWritesVisibleAcross},
+		{"CASRaceAcross", testCASRaceAcross},
+		{"MarkSeenFirstWriterWins", testMarkSeenFirstWriterWins},
+		{"ExpiryAcross", testExpiryAcross},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := open(t)
+			require.NotNil(t, a, "open returned nil")
+			require.NotNil(t, b, "open returned nil")
+			tt.fn(t, a, b)
+		})
+	}
+}
+
+func testWritesVisibleAcross(t *testing.T, a, b store.Store) {
+	ctx := t.Context()
+	cas(t, a, "k", 0, "from a", future())
+	requireEntry(t, b, "k", []byte("from a"), 1)
+	cas(t, b, "k", 1, "from b", future())
+	requireEntry(t, a, "k", []byte("from b"), 2)
+	_, err := a.CompareAndSwap(ctx, "k", 1, []byte("stale"), time.Time{})
+	require.ErrorIs(t, err, store.ErrConflict)
+	require.NoError(t, b.Delete(ctx, "k"))
+	requireAbsent(t, a, "k")
+	cas(t, a, "k", 0, "again", time.Time{})
+	requireEntry(t, b, "k", []byte("again"), 1)
+}
+
+func testCASRaceAcross(t *testing.T, a, b store.Store) {
+	casRaceRounds(t, []store.Store{a, b})
+}
+
+// testMarkSeenFirstWriterWins races MarkSeen on one id through both
+// handles, for several ids: exactly one call in all returns true, and both
+// handles see the id afterwards.
+func testMarkSeenFirstWriterWins(t *testing.T, a, b store.Store) {
+	ctx := t.Context()
+	handles := []store.Store{a, b}
+	const n = 16
+	for round := range 5 {
+		id := "id" + strconv.Itoa(round)
+		exp := future()
+		firsts, errs := race(n, func(i int) (bool, error) {
+			return handles[i%2].MarkSeen(ctx, id, exp)
+		})
+		count := 0
+		for i, first := range firsts {
+			require.NoError(t, errs[i])
+			if first {
+				count++
+			}
+		}
+		require.Equal(t, 1, count, "round %d: MarkSeen callers that saw the id first", round)
+		for _, h := range handles {
+			first, err := h.MarkSeen(ctx, id, exp)
+			require.NoError(t, err)
+			require.False(t, first)
+		}
+	}
+}
+
+func testExpiryAcross(t *testing.T, a, b store.Store) {
+	ctx := t.Context()
+	cas(t, a, "k", 0, "v", past())
+	requireAbsent(t, b, "k")
+	cas(t, b, "k", 0, "v2", future())
+	requireEntry(t, a, "k", []byte("v2"), 1)
+
+	first, err := a.MarkSeen(ctx, "id", past())
+	require.NoError(t, err)
+	require.True(t, first)
+	first, err = b.MarkSeen(ctx, "id", future())
+	require.NoError(t, err)
+	require.True(t, first, "an id recorded already expired through a is new through b")
 }

@@ -51,7 +51,7 @@ export interface ClientOptions {
    * The server's Ed25519 identity public key (64 hex digits, base64url, or
    * 32 bytes); every key directory must be signed by it. Default: none — the
    * identity of the first directory fetched is trusted, which requires an
-   * https baseURL (or insecureTrustOnFirstUseOverHTTP).
+   * https baseURL (or insecureTrustOnFirstUseWithoutTLS).
    */
   identityKey?: string | Uint8Array;
   /**
@@ -59,7 +59,7 @@ export interface ClientOptions {
    * Anyone on the path can then impersonate the server and read the
    * password. For local development only. Default false.
    */
-  insecureTrustOnFirstUseOverHTTP?: boolean;
+  insecureTrustOnFirstUseWithoutTLS?: boolean;
   /** The suite the client accepts; a server offering another is refused (no downgrade). Default "ecies-x25519". */
   suite?: SuiteName;
   /** When the client rotates its key. Default { maxAgeMs: 3_600_000 }. */
@@ -249,10 +249,10 @@ class Client implements DynkeyClient {
     this.base = base;
     if (!opts.username) throw new DynkeyError("config", "dynkey: username is required");
     if (opts.identityKey !== undefined) this.pinned = parseIdentityKey(opts.identityKey);
-    if (!this.pinned && base.protocol !== "https:" && !opts.insecureTrustOnFirstUseOverHTTP) {
+    if (!this.pinned && base.protocol !== "https:" && !opts.insecureTrustOnFirstUseWithoutTLS) {
       throw new DynkeyError(
         "insecure-first-contact",
-        "dynkey: without a pinned identityKey the first key directory must come over https (or set insecureTrustOnFirstUseOverHTTP for local development)",
+        "dynkey: without a pinned identityKey the first key directory must come over https (or set insecureTrustOnFirstUseWithoutTLS for local development)",
       );
     }
     this.suiteName = opts.suite ?? "ecies-x25519";

@@ -303,7 +303,7 @@ for (const v of vectors.vectors as Any[]) {
 
 test("first contact over http without a pinned identity needs the explicit opt-in", () => {
   assert.throws(() => createClient({ baseURL: "http://api.test", username: "a", password: "b" }), (e: unknown) => e instanceof DynkeyError && e.code === "insecure-first-contact");
-  createClient({ baseURL: "http://api.test", username: "a", password: "b", insecureTrustOnFirstUseOverHTTP: true, heartbeatIntervalMs: 0 }).close();
+  createClient({ baseURL: "http://api.test", username: "a", password: "b", insecureTrustOnFirstUseWithoutTLS: true, heartbeatIntervalMs: 0 }).close();
   createClient({ baseURL: "https://api.test", username: "a", password: "b", heartbeatIntervalMs: 0 }).close();
   createClient({ baseURL: "http://api.test", username: "a", password: "b", identityKey: "00".repeat(32), heartbeatIntervalMs: 0 }).close();
 });

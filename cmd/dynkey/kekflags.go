@@ -7,12 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/dynkey/dynkey/store"
-	"github.com/dynkey/dynkey/store/memory"
-	"github.com/dynkey/dynkey/store/sqlite"
+	"github.com/dynkey/dynkey/store/storeurl"
 )
 
 // kekSize is the size of a key-encryption key.
@@ -98,52 +99,60 @@ func printable(b []byte) bool {
 }
 
 // storeForms lists the store URLs this build opens.
-const storeForms = "memory:, sqlite:///abs/path/file.db, sqlite:relative/file.db"
+const storeForms = storeurl.Forms
 
-// openStore opens the store named by a URL.
-//
-// TODO(stores): switch to store/storeurl.Open once it is merged (adds
-// redis://, rediss://, redis+cluster://, postgres://).
+// openStore opens the store named by a URL (store/storeurl). A malformed
+// URL or an unknown scheme is a usage error that lists the accepted forms.
 //
 // Unless create is set, a SQLite file must exist already: a command that
 // reads a deployment's state must not make an empty database at a mistyped
 // path.
 func openStore(ctx context.Context, raw string, create bool) (store.Store, error) {
-	_ = ctx
-	switch {
-	case raw == "":
+	if raw == "" {
 		return nil, usagef("missing -store URL (%s)", storeForms)
-	case raw == "memory:" || raw == "memory://":
-		return memory.New(), nil
-	case strings.HasPrefix(raw, "sqlite://"):
-		p := strings.TrimPrefix(raw, "sqlite://")
-		if !strings.HasPrefix(p, "/") {
-			return nil, usagef("bad store URL %q: sqlite:// takes an absolute path (sqlite:///abs/file.db); accepted forms: %s", raw, storeForms)
-		}
-		return openSQLite(p, create)
-	case strings.HasPrefix(raw, "sqlite:"):
-		p := strings.TrimPrefix(raw, "sqlite:")
-		if p == "" {
-			return nil, usagef("bad store URL %q: no file; accepted forms: %s", raw, storeForms)
-		}
-		return openSQLite(p, create)
 	}
-	return nil, usagef("bad store URL %q; accepted forms: %s", raw, storeForms)
-}
-
-func openSQLite(path string, create bool) (store.Store, error) {
 	if !create {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("SQLite store %s: %w", path, err)
+		if path, ok := sqlitePath(raw); ok {
+			if _, err := os.Stat(path); err != nil {
+				return nil, fmt.Errorf("SQLite store %s: %w", path, err)
+			}
 		}
 	}
-	st, err := sqlite.Open(path)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := storeurl.Open(ctx, raw)
+	if errors.Is(err, storeurl.ErrBadURL) {
+		return nil, &usageError{err.Error()}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("opening SQLite store %s: %w", path, err)
+		return nil, fmt.Errorf("opening the store %s: %w", redactURL(raw), err)
 	}
 	return st, nil
 }
 
+// sqlitePath returns the file of a sqlite: URL (sqlite:///abs/file or
+// sqlite:rel/file); ok is false for any other URL, or one storeurl will
+// refuse anyway.
+func sqlitePath(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || !strings.EqualFold(u.Scheme, "sqlite") {
+		return "", false
+	}
+	if u.Opaque != "" {
+		p, err := url.PathUnescape(u.Opaque)
+		return p, err == nil
+	}
+	return u.Path, u.Path != "" && u.Host == ""
+}
+
 // durable reports whether a store URL names state that outlives the
 // process.
-func durable(raw string) bool { return !strings.HasPrefix(raw, "memory:") }
+func durable(raw string) bool { return !strings.HasPrefix(strings.ToLower(raw), "memory:") }
+
+// redactURL hides a password in a store URL.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
+}

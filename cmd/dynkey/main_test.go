@@ -36,6 +36,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dynkey/dynkey/internal/testservers"
 	"github.com/dynkey/dynkey/middleware"
 	"github.com/dynkey/dynkey/store/sqlite"
 	"github.com/dynkey/dynkey/wire"
@@ -1089,4 +1090,66 @@ func TestServeSuite(t *testing.T) {
 	}
 	fails(t, runOpts{}, 1, "suite", "call", "-u", "alice:pw", "-identity", s.identity, "-d", "x", s.url+echoPath)
 	s.stop(t)
+}
+
+// withParam adds a query parameter to a URL.
+func withParam(u, kv string) string {
+	if strings.Contains(u, "?") {
+		return u + "&" + kv
+	}
+	return u + "?" + kv
+}
+
+// TestServerStores: the same operator's path on Redis and PostgreSQL, named
+// by URL: serve, call, stop, then list and rotate keys on the same store.
+// Their stores cannot list their records, so kek rotate says so and changes
+// nothing.
+func TestServerStores(t *testing.T) {
+	name := fmt.Sprintf("cli%d", time.Now().UnixNano())
+	stores := []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"redis", func(t *testing.T) string { return withParam(testservers.RedisURL(t), "prefix="+name+":") }},
+		{"postgres", func(t *testing.T) string { return withParam(testservers.PostgresURL(t), "schema="+name) }},
+	}
+	for _, tt := range stores {
+		t.Run(tt.name, func(t *testing.T) {
+			storeURL := tt.url(t)
+			dir := t.TempDir()
+			kek := filepath.Join(dir, "kek")
+			ok(t, runOpts{}, "kek", "new", "-o", kek)
+			st := []string{"-store", storeURL, "-kek-file", kek}
+			fails(t, runOpts{}, 1, "holds no key ring", append([]string{"keys", "list"}, st...)...)
+
+			s := startServe(t, append([]string{"-user", "alice:pw"}, st...)...)
+			r := ok(t, runOpts{}, "call", "-u", "alice:pw", "-identity", s.identity, "-d", "on "+tt.name, s.url+echoPath)
+			if r.stdout != "on "+tt.name+"\n" {
+				t.Fatalf("stdout %q", r.stdout)
+			}
+			s.stop(t)
+
+			if r := ok(t, runOpts{}, append([]string{"identity"}, st...)...); !strings.Contains(r.stdout, s.identity) {
+				t.Fatalf("identity: %s", r.stdout)
+			}
+			ok(t, runOpts{}, append([]string{"keys", "rotate"}, st...)...)
+			states := keyStates(t, st)
+			if len(states) != 2 {
+				t.Fatalf("after rotate: %v", states)
+			}
+			other := filepath.Join(dir, "other")
+			ok(t, runOpts{}, "kek", "new", "-o", other)
+			fails(t, runOpts{}, 1, "cannot list", "kek", "rotate", "-store", storeURL, "-old-kek-file", kek, "-new-kek-file", other)
+			if got := keyStates(t, st); fmt.Sprint(got) != fmt.Sprint(states) {
+				t.Fatalf("the refused kek rotate changed the ring: %v, then %v", states, got)
+			}
+		})
+	}
+	kek := filepath.Join(t.TempDir(), "kek")
+	ok(t, runOpts{}, "kek", "new", "-o", kek)
+	fails(t, runOpts{}, 2, "bad store URL", "keys", "list", "-store", "redis://[::1", "-kek-file", kek)
+	r := fails(t, runOpts{}, 1, "opening the store", "keys", "list", "-store", "postgres://alice:hunter2@127.0.0.1:1/db?connect_timeout=2", "-kek-file", kek)
+	if strings.Contains(r.stderr, "hunter2") {
+		t.Fatalf("the error shows the password: %s", r.stderr)
+	}
 }

@@ -200,16 +200,3 @@ func redactUser(u string) string {
 	}
 	return u
 }
-
-// redactURL hides a password in a store URL.
-func redactURL(raw string) string {
-	if i := strings.Index(raw, "://"); i >= 0 {
-		rest := raw[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if user, _, ok := strings.Cut(rest[:at], ":"); ok {
-				return raw[:i+3] + user + ":***@" + rest[at+1:]
-			}
-		}
-	}
-	return raw
-}

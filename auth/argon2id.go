@@ -410,6 +410,13 @@ func (a *Argon2id) store(username string, h *hash) {
 	a.users[username] = h
 }
 
+// Canonical implements [Canonicalizer]. The table matches usernames
+// exactly (byte for byte), so each spelling is its own user and its
+// canonical form is the name itself. An application that wants
+// case-insensitive names folds them before AddUser and Authenticate, and
+// wraps the table in an Authenticator whose Canonical folds the same way.
+func (a *Argon2id) Canonical(username string) string { return username }
+
 // Authenticate checks username and password. It returns ctx.Err() if ctx is
 // already done (a derivation, once started, runs to completion),
 // [ErrBadCredentials] for an unknown user or a wrong password, and a wrapped

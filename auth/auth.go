@@ -41,8 +41,9 @@
 // memory-hard). It does not count failures: throttling repeated guesses
 // against a username, and bounding how many logins run at once (each
 // derivation with [DefaultParams] holds 64 MiB), is the job of the login
-// middleware (see MaxFailedLogins and LoginThrottleWindow in package
-// github.com/dynkey/dynkey/middleware).
+// middleware (see MaxFailedLogins, LoginLimiter and MaxConcurrentLogins in
+// package github.com/dynkey/dynkey/middleware), which throttles by the
+// [Canonicalizer] form of the username when the Authenticator has one.
 package auth
 
 import (
@@ -61,6 +62,30 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, username, password string) error
 }
 
+// Canonicalizer is an optional interface of an [Authenticator] that matches
+// usernames loosely (case-insensitively, after Unicode normalization, by
+// e-mail alias, ...). Canonical returns the one spelling that every name
+// the authenticator would match to the same account maps to. The login
+// middleware throttles failed logins by it, so that the spellings of one
+// account share one budget instead of each having its own. It must be
+// cheap, safe for concurrent use, and must not reveal whether the account
+// exists (return a canonical form for unknown names too).
+//
+// An Authenticator without it is throttled by the username as given,
+// which is right for one that matches names exactly.
+type Canonicalizer interface {
+	Canonical(username string) string
+}
+
+// CanonicalUsername returns a.Canonical(username) if a is a
+// [Canonicalizer], else username.
+func CanonicalUsername(a Authenticator, username string) string {
+	if c, ok := a.(Canonicalizer); ok {
+		return c.Canonical(username)
+	}
+	return username
+}
+
 // ErrBadCredentials is the error for an unknown user or a wrong password.
 // Callers test for it with [errors.Is].
 var ErrBadCredentials = errors.New("dynkey/auth: bad username or password")
@@ -76,4 +101,5 @@ func (f AuthenticatorFunc) Authenticate(ctx context.Context, username, password 
 var (
 	_ Authenticator = AuthenticatorFunc(nil)
 	_ Authenticator = (*Argon2id)(nil)
+	_ Canonicalizer = (*Argon2id)(nil)
 )

@@ -381,3 +381,28 @@ func TestAuthenticatorFunc(t *testing.T) {
 		})
 	}
 }
+
+// foldingAuth is an Authenticator that matches names case-insensitively
+// and says so.
+type foldingAuth struct{ auth.Authenticator }
+
+func (foldingAuth) Canonical(u string) string { return strings.ToLower(u) }
+
+func TestCanonicalUsername(t *testing.T) {
+	table := auth.NewArgon2id(auth.Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltLen: 16, KeyLen: 16})
+	plain := auth.AuthenticatorFunc(func(context.Context, string, string) error { return nil })
+	for _, tc := range []struct {
+		name string
+		a    auth.Authenticator
+		in   string
+		want string
+	}{
+		{"Argon2id matches exactly", table, "Alice", "Alice"},
+		{"no Canonicalizer: as given", plain, "ALICE", "ALICE"},
+		{"Canonicalizer", foldingAuth{plain}, "ALICE", "alice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, auth.CanonicalUsername(tc.a, tc.in))
+		})
+	}
+}

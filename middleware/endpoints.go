@@ -2,15 +2,12 @@ package middleware
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/dynkey/dynkey/auth"
@@ -20,24 +17,29 @@ import (
 
 // Endpoints serves the key directory (GET /.well-known/dynkey/keys), login
 // (POST /dynkey/login) and heartbeat (POST /dynkey/heartbeat). Mount it at
-// the root of the URL space (or route those three paths to it).
+// the root of the URL space (or route those three paths to it, for every
+// method). Another method on one of them gets the "method-not-allowed"
+// problem with an Allow header.
 func (m *Middleware) Endpoints() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case wire.PathKeys:
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Allow", "GET, HEAD")
 				m.writeProblem(w, refuse(wire.CodeMethod, "use GET"))
 				return
 			}
 			m.serveKeys(w, r)
 		case wire.PathLogin:
 			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", "POST")
 				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
 				return
 			}
 			m.serveLogin(w, r)
 		case wire.PathHeartbeat:
 			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", "POST")
 				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
 				return
 			}
@@ -70,7 +72,9 @@ func (m *Middleware) serveKeys(w http.ResponseWriter, r *http.Request) {
 
 // serveLogin is patent steps a1–a3: the login is sealed to the server key
 // and authenticated by the client's first key; the password is checked by
-// the Authenticator, with failed attempts throttled per username (hole 8);
+// the Authenticator, at most MaxConcurrentLogins at once, with failed
+// attempts throttled by LoginLimiter (client address and canonical
+// username; hole 8);
 // the response carries the token, sealed so only this client reads it.
 func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -106,6 +110,14 @@ func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
 		m.writeProblem(w, refuse(wire.CodeBadFormat, "login body must be {\"username\",\"password\"}"))
 		return
 	}
+	// A slot for the password check, before the id is recorded: a busy
+	// refusal leaves the id unused (docs/PROTOCOL.md §9).
+	release, perr := m.acquireLoginSlot(ctx)
+	if perr != nil {
+		m.writeProblem(w, perr)
+		return
+	}
+	defer release()
 	// Recorded once the login authenticated under its client key, before
 	// the password check: a replayed login costs no password hash.
 	if perr := m.markSeen(ctx, "login-"+wire.ComputeKeyID(m.suite.Name(), req.ClientKey).String(), req.MessageID, now); perr != nil {
@@ -113,7 +125,8 @@ func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x := &Exchange{m: m, secret: secret, messageID: req.MessageID}
-	resp, perr := m.login(ctx, &lr, req.ClientKey, now)
+	attempt := LoginAttempt{Address: m.clientAddress(r), User: auth.CanonicalUsername(m.o.Authenticator, lr.Username), At: now}
+	resp, perr := m.login(ctx, &lr, attempt, req.ClientKey, now)
 	if perr != nil {
 		m.writeProblem(w, perr)
 		return
@@ -123,28 +136,57 @@ func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
 	x.WriteResponse(w, http.StatusOK, b)
 }
 
-func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey []byte, now time.Time) (*wire.LoginResponse, *problemError) {
-	tkey := throttleKey(lr.Username)
-	ok, err := m.reserveLoginAttempt(ctx, tkey, now)
+// acquireLoginSlot takes one of the MaxConcurrentLogins password-check
+// slots, waiting at most LoginQueueWait, or refuses with "login-busy".
+func (m *Middleware) acquireLoginSlot(ctx context.Context) (release func(), perr *problemError) {
+	if m.loginSlots == nil {
+		return func() {}, nil
+	}
+	release = func() { <-m.loginSlots }
+	select {
+	case m.loginSlots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	if m.o.LoginQueueWait > 0 {
+		t := time.NewTimer(m.o.LoginQueueWait)
+		defer t.Stop()
+		select {
+		case m.loginSlots <- struct{}{}:
+			return release, nil
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return nil, refuse(wire.CodeLoginBusy, "too many logins in progress; retry after Retry-After")
+}
+
+func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, attempt LoginAttempt, clientKey []byte, now time.Time) (*wire.LoginResponse, *problemError) {
+	if m.o.Authenticator == nil {
+		return nil, refuse(wire.CodeLoginFailed, "login is not configured")
+	}
+	ok, err := m.o.LoginLimiter.Allow(ctx, attempt)
 	if err != nil {
 		return nil, unavailable(err)
 	}
 	if !ok {
 		return nil, refuse(wire.CodeLoginThrottled, "too many failed logins; wait and retry")
 	}
-	if m.o.Authenticator == nil {
-		return nil, refuse(wire.CodeLoginFailed, "login is not configured")
-	}
 	if err := m.o.Authenticator.Authenticate(ctx, lr.Username, lr.Password); err != nil {
 		if !errors.Is(err, auth.ErrBadCredentials) {
-			m.releaseLoginAttempt(ctx, tkey, now) // not the user's fault
+			m.o.LoginLimiter.Done(ctx, attempt, LoginNotChecked) // not the user's fault
 			return nil, unavailable(err)
 		}
 		return nil, refuse(wire.CodeLoginFailed, "bad username or password") // counted already
 	}
-	_ = m.o.Store.Delete(ctx, tkey)
+	m.o.LoginLimiter.Done(ctx, attempt, LoginSucceeded)
 
-	c := &claims{Username: lr.Username, STime: now, Issued: now, Expires: now.Add(m.o.TokenTTL)}
+	nowMs := unixMs(now)
+	expires, ok := addMs(nowMs, durMs(m.o.TokenTTL))
+	if !ok {
+		return nil, unavailable(errors.New("TokenTTL overflows the clock"))
+	}
+	c := &claims{Username: lr.Username, STime: nowMs, Issued: nowMs, Expires: expires}
 	if _, err := io.ReadFull(m.o.Rand, c.TokenID[:]); err != nil {
 		return nil, unavailable(err)
 	}
@@ -152,7 +194,7 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey
 		return nil, unavailable(err)
 	}
 	sr := sessionRecord{Username: lr.Username, Suite: m.suite.Name(), ClientKey: clientKey,
-		KeyInstalled: now.UnixMilli(), Expires: c.Expires.UnixMilli()}
+		KeyInstalled: nowMs, Expires: c.Expires}
 	if err := m.storeSession(ctx, c.SessionID, 0, &sr); err != nil {
 		return nil, unavailable(err)
 	}
@@ -166,83 +208,11 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, clientKey
 	}
 	return &wire.LoginResponse{
 		Token:        tok,
-		TokenExpires: c.Expires.UnixMilli(),
+		TokenExpires: c.Expires,
 		ClientKeyID:  wire.ComputeKeyID(m.suite.Name(), clientKey).String(),
 		STime:        now.UnixMilli(),
 		Directory:    dir,
 	}, nil
-}
-
-func throttleKey(username string) string {
-	h := sha256.Sum256([]byte(username))
-	return "dynkey/throttle/" + hex.EncodeToString(h[:16])
-}
-
-// Login throttling (hole 8). The record under throttleKey is
-// "<failed attempts> <end of the window, ms>"; the window is judged by the
-// middleware's clock (Options.Now), the store's expiry only cleans up.
-
-// failedLogins returns the failed attempts counted in the username's current
-// window and the record's version (0 if absent).
-func (m *Middleware) failedLogins(ctx context.Context, key string, now time.Time) (int, uint64, error) {
-	e, err := m.o.Store.Get(ctx, key)
-	if errors.Is(err, errNotFound) {
-		return 0, 0, nil
-	}
-	if err != nil {
-		return 0, 0, err
-	}
-	count, end, _ := strings.Cut(string(e.Value), " ")
-	n, err1 := strconv.Atoi(count)
-	until, err2 := strconv.ParseInt(end, 10, 64)
-	if err1 != nil || err2 != nil || now.UnixMilli() >= until {
-		return 0, e.Version, nil // the window has passed
-	}
-	return n, e.Version, nil
-}
-
-// reserveLoginAttempt counts a login attempt as failed before its password
-// is checked, and reports false if the username already has
-// MaxFailedLogins failures in its window. Counting first, with a
-// compare-and-swap, means guesses sent at once cannot all pass the check
-// before any of them is counted; a correct password then clears the count.
-// Under persistent contention it refuses rather than let a guess through
-// uncounted.
-func (m *Middleware) reserveLoginAttempt(ctx context.Context, key string, now time.Time) (bool, error) {
-	for range 8 {
-		n, v, err := m.failedLogins(ctx, key, now)
-		if err != nil {
-			return false, err
-		}
-		if n >= m.o.MaxFailedLogins {
-			return false, nil
-		}
-		if err := m.putFailedLogins(ctx, key, v, n+1, now); !errors.Is(err, errConflict) {
-			return err == nil, err
-		}
-	}
-	return false, nil
-}
-
-// releaseLoginAttempt takes back a reserved attempt whose password could not
-// be checked (the Authenticator failed). Best effort.
-func (m *Middleware) releaseLoginAttempt(ctx context.Context, key string, now time.Time) {
-	for range 8 {
-		n, v, err := m.failedLogins(ctx, key, now)
-		if err != nil || n == 0 {
-			return
-		}
-		if err := m.putFailedLogins(ctx, key, v, n-1, now); !errors.Is(err, errConflict) {
-			return
-		}
-	}
-}
-
-func (m *Middleware) putFailedLogins(ctx context.Context, key string, version uint64, n int, now time.Time) error {
-	until := now.Add(m.o.LoginThrottleWindow)
-	v := strconv.Itoa(n) + " " + strconv.FormatInt(until.UnixMilli(), 10)
-	_, err := m.o.Store.CompareAndSwap(ctx, key, version, []byte(v), until)
-	return err
 }
 
 // serveHeartbeat answers with the server's time and the signed key
@@ -277,6 +247,9 @@ func (m *Middleware) writeProblem(w http.ResponseWriter, perr *problemError) {
 		m.log.Warn("dynkey: request refused", "code", perr.p.Code, "err", perr.err)
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if perr.p.Code == wire.CodeLoginBusy {
+		w.Header().Set("Retry-After", "1")
+	}
 	writeJSON(w, perr.p.Status, wire.ProblemMediaType, perr.p)
 }
 

@@ -35,6 +35,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,13 +140,59 @@ type Options struct {
 	RotateClientAfter time.Duration
 
 	// MaxBodySize limits the plaintext body of a request. Default 1 MiB.
+	// An envelope may be up to 64 KiB larger; a request whose
+	// Content-Length says more is refused with "too-large" before its body
+	// is read (no "100 Continue" is sent).
 	MaxBodySize int64
 
-	// MaxFailedLogins is how many failed logins a username may have within
-	// LoginThrottleWindow before logins are refused with "login-throttled".
-	// Default 10 within 15m.
+	// ReadTimeout bounds the time to read a request's envelope (login,
+	// heartbeat and protected routes), from the moment the middleware
+	// starts reading it, set with http.ResponseController.SetReadDeadline
+	// (ignored where the writer does not support it). A body trickled
+	// slower is cut off with "bad-format". It does not bound the
+	// headers: set http.Server.ReadHeaderTimeout (e.g. 5s), and IdleTimeout
+	// (e.g. 60s); see docs/PROTOCOL.md §4. Default 10s.
+	ReadTimeout time.Duration
+
+	// MaxFailedLogins is how many failed logins one client address may
+	// have against one (canonical) username within LoginThrottleWindow
+	// before its logins for that user are refused with "login-throttled".
+	// It sets the default budgets of LoginLimiter (LimiterOptions: 10×
+	// as many per user from all addresses, and per address for all
+	// users). Default 10 within 15m.
 	MaxFailedLogins     int
 	LoginThrottleWindow time.Duration
+
+	// LoginLimiter throttles password guessing by client address and by
+	// canonical username (see LimiterOptions and limiter.go). Default
+	// NewStoreLimiter(Store, LimiterOptions{PerAddressUser:
+	// MaxFailedLogins, Window: LoginThrottleWindow}), shared by every
+	// instance of the store; NewMemoryLimiter suits a single instance.
+	LoginLimiter LoginLimiter
+
+	// TrustedProxies are the reverse proxies whose forwarding headers are
+	// believed. Login throttling charges a request to the connection's
+	// peer address, except when that peer is in one of these prefixes:
+	// then the client is the rightmost address of the Forwarded (RFC
+	// 7239, for=) or else X-Forwarded-For chain that is not itself a
+	// trusted proxy. Headers from any other peer are ignored, so a
+	// client cannot choose the address it is throttled by. List exactly
+	// your proxies (e.g. netip.MustParsePrefix("10.0.0.0/8")): a prefix
+	// that also holds clients lets them forge their address. Default
+	// none: the peer address is the client.
+	TrustedProxies []netip.Prefix
+
+	// MaxConcurrentLogins bounds the password checks running at once.
+	// Each argon2id check with auth.DefaultParams holds 64 MiB, so this
+	// bounds the memory a flood of logins can take. A login that finds
+	// every slot taken waits at most LoginQueueWait, then is refused with
+	// "login-busy" (503, Retry-After: 1) before its message id is
+	// recorded. Default runtime.NumCPU(); negative: no bound.
+	MaxConcurrentLogins int
+
+	// LoginQueueWait is the longest a login waits for a password-check
+	// slot (see MaxConcurrentLogins). Default 100ms; negative: no wait.
+	LoginQueueWait time.Duration
 
 	// MaintainInterval is how often the background loop checks the server
 	// policy and the key lifecycle. Default 10s. Negative disables the loop
@@ -192,6 +240,9 @@ type Middleware struct {
 	// (crypto.KeyRingSuite); replaced, never modified, under reloadMu.
 	keyRings map[string]crypto.KeyRing
 
+	// loginSlots bounds concurrent password checks (nil: no bound).
+	loginSlots chan struct{}
+
 	dirMu    sync.Mutex
 	dirCache map[string]dirCacheEntry // by suite
 
@@ -235,11 +286,23 @@ func New(o Options) (*Middleware, error) {
 	setDefault(&o.RotationOffsetThreshold, 30*time.Second)
 	setDefault(&o.LoginThrottleWindow, 15*time.Minute)
 	setDefault(&o.MaintainInterval, 10*time.Second)
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 10 * time.Second
+	}
 	if o.MaxBodySize <= 0 {
 		o.MaxBodySize = 1 << 20
 	}
 	if o.MaxFailedLogins <= 0 {
 		o.MaxFailedLogins = 10
+	}
+	if o.LoginLimiter == nil {
+		o.LoginLimiter = NewStoreLimiter(o.Store, LimiterOptions{PerAddressUser: o.MaxFailedLogins, Window: o.LoginThrottleWindow})
+	}
+	if o.MaxConcurrentLogins == 0 {
+		o.MaxConcurrentLogins = runtime.NumCPU()
+	}
+	if o.LoginQueueWait == 0 {
+		o.LoginQueueWait = 100 * time.Millisecond
 	}
 	if o.IdentityKey != nil && len(o.IdentityKey) != ed25519.PrivateKeySize {
 		return nil, errors.New("dynkey/middleware: IdentityKey is not an Ed25519 private key")
@@ -257,6 +320,9 @@ func New(o Options) (*Middleware, error) {
 	}
 	m := &Middleware{o: o, suite: suite, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{})}
 	m.keks.Store(ks)
+	if o.MaxConcurrentLogins > 0 {
+		m.loginSlots = make(chan struct{}, o.MaxConcurrentLogins)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.initRing(ctx); err != nil {

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,6 +177,11 @@ func TestNewDefaults(t *testing.T) {
 		{"MaxBodySize", o.MaxBodySize, int64(1 << 20)},
 		{"MaxFailedLogins", o.MaxFailedLogins, 10},
 		{"LoginThrottleWindow", o.LoginThrottleWindow, 15 * time.Minute},
+		{"MaxConcurrentLogins", o.MaxConcurrentLogins, runtime.NumCPU()},
+		{"LoginQueueWait", o.LoginQueueWait, 100 * time.Millisecond},
+		{"ReadTimeout", o.ReadTimeout, 10 * time.Second},
+		{"TrustedProxies", len(o.TrustedProxies), 0},
+		{"LoginLimiter", o.LoginLimiter.(*storeLimiter).o, LimiterOptions{PerAddressUser: 10, PerUser: 100, PerAddress: 100, Window: 15 * time.Minute}},
 	} {
 		require.Equal(t, tc.want, tc.got, tc.name)
 	}

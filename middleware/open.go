@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -53,25 +54,52 @@ type opened struct {
 	sr      sessionRecord // as loaded, before any rotation by this message
 }
 
-// readEnvelope reads a request body, bounded by the size limit.
+// readEnvelope reads a request body, bounded in size and in time (item 6 of
+// docs/PROTOCOL.md §4 limits): a declared Content-Length over the limit is
+// refused before a byte is read (so no "100 Continue" is sent), and the
+// body must arrive within Options.ReadTimeout.
 func (m *Middleware) readEnvelope(w http.ResponseWriter, r *http.Request) ([]byte, *problemError) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, refuse(wire.CodeNotEncrypted, "the request has no dynkey envelope")
 	}
-	limit := m.o.MaxBodySize + 64*1024 // envelope overhead: header, token, keys
+	limit := m.o.MaxBodySize + envelopeOverhead
+	tooLarge := refuse(wire.CodeTooLarge, "body exceeds "+strconv.FormatInt(m.o.MaxBodySize, 10)+" bytes")
+	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close")
+		return nil, tooLarge
+	}
+	// The deadline is on the real clock (it is the connection's), not
+	// Options.Now. A writer that cannot set one (ErrNotSupported: HTTP/2
+	// streams on old servers, test recorders) keeps the server's own
+	// timeouts.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(m.o.ReadTimeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
+		// The deadline stays in the past: the server cannot drain the
+		// rest of the body and closes the connection.
+		w.Header().Set("Connection", "close")
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, refuse(wire.CodeTooLarge, "body exceeds "+strconv.FormatInt(m.o.MaxBodySize, 10)+" bytes")
+		switch {
+		case errors.As(err, &mbe):
+			return nil, tooLarge
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, refuse(wire.CodeBadFormat, "the body did not arrive within the read timeout")
 		}
 		return nil, refuse(wire.CodeBadFormat, "reading the body failed")
+	}
+	if deadline {
+		_ = rc.SetReadDeadline(time.Time{})
 	}
 	if len(body) < 2 || body[0] != 'D' || body[1] != 'K' {
 		return nil, refuse(wire.CodeNotEncrypted, "the body is not a dynkey envelope")
 	}
 	return body, nil
 }
+
+// envelopeOverhead is what an envelope may add to MaxBodySize: header,
+// token, keys, rotation fields.
+const envelopeOverhead = 64 * 1024
 
 // parseAndCheck does the cheap checks shared by login and requests: format,
 // type, suite, server key id and freshness.
@@ -102,20 +130,15 @@ func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, n
 	// Freshness against the server's own clock: the client's estimate is
 	// the s_time it was given plus its monotonic elapsed time, so a wrong
 	// client wall clock does not matter (hole 4).
-	est := time.UnixMilli(int64(req.STime)).Add(time.Duration(req.Elapsed) * time.Millisecond)
-	if req.STime > 1<<62 || req.Elapsed > 1<<40 || absDuration(now.Sub(est)) > m.o.FreshnessWindow {
+	// All of it in checked integer milliseconds (timecheck.go): an s_time
+	// later than now plus the window, or one whose sum with elapsed
+	// overflows, is stale.
+	if !fresh(req.STime, req.Elapsed, unixMs(now), durMs(m.o.FreshnessWindow)) {
 		p := refuse(wire.CodeStale, "message time is outside the freshness window")
 		p.p.STime = now.UnixMilli()
 		return nil, nil, p
 	}
 	return req, sk, nil
-}
-
-func absDuration(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 // markSeen rejects a message id seen within the replay window (hole 3). The
@@ -259,7 +282,7 @@ func (m *Middleware) clientKeyDecision(installed int64, id wire.KeyID, now time.
 	if m.o.ClientPolicy == nil {
 		return policy.Keep
 	}
-	age := now.Sub(time.UnixMilli(installed))
+	age := ageDuration(unixMs(now), installed)
 	return m.o.ClientPolicy.Decide(policy.Facts{Now: now, Age: age, OffsetGrowth: age, KeyID: id[:]})
 }
 
@@ -269,25 +292,45 @@ func (m *Middleware) clientKeyDecision(installed int64, id wire.KeyID, now time.
 // the swap is a compare-and-swap so concurrent rotations cannot both win.
 func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverKey, sr *sessionRecord, version uint64, now time.Time) *problemError {
 	in := o.inner
-	serverOffset := now.Sub(time.UnixMilli(int64(o.req.STime)))
-	if absDuration(serverOffset-time.Duration(in.TimeOffset)*time.Millisecond) > m.o.RotationOffsetThreshold {
+	// Checked integer milliseconds: a time_offset near the int64 extremes
+	// is outside any threshold, never wrapped into it.
+	sTime, ok := u64ms(o.req.STime)
+	if !ok {
+		return refuse(wire.CodeRotationRefused, "time_offset is outside the threshold")
+	}
+	serverOffset, ok := subMs(unixMs(now), sTime)
+	if !ok || !withinMs(serverOffset, in.TimeOffset, durMs(m.o.RotationOffsetThreshold)) {
 		return refuse(wire.CodeRotationRefused, "time_offset is outside the threshold")
 	}
 	newPub, err := sk.suite.ParsePublicKey(in.NewClientKey)
 	if err != nil {
 		return refuse(wire.CodeRotationRefused, "the new client key is malformed")
 	}
-	if bytes.Equal(in.NewClientKey, sr.ClientKey) {
+	// Neither the current key nor the previous one: rotating back would
+	// reset the key's age (KeyInstalled) and defeat the client policy's
+	// reject(age…), and the previous key is still accepted in its grace
+	// window. Compared as sent and as the suite re-encodes it.
+	isKey := func(k []byte) bool {
+		return k != nil && (bytes.Equal(in.NewClientKey, k) || bytes.Equal(newPub.Bytes(), k))
+	}
+	if isKey(sr.ClientKey) {
 		return refuse(wire.CodeRotationRefused, "the new client key is the current one")
+	}
+	if isKey(sr.PrevKey) {
+		return refuse(wire.CodeRotationRefused, "the new client key is the previous one")
 	}
 	proofAAD := wire.ProofAAD(o.req.MessageID, o.session.ClientKeyID, in.NewClientKey)
 	if _, _, err := m.openMessage(sk, newPub, wire.InfoProof, proofAAD, in.Proof); err != nil {
 		return refuse(wire.CodeRotationRefused, "no proof of possession of the new client key")
 	}
 	next := *sr
-	next.PrevKey, next.PrevUntil = sr.ClientKey, now.Add(m.o.ClientKeyGrace).UnixMilli()
+	prevUntil, ok := addMs(unixMs(now), durMs(m.o.ClientKeyGrace))
+	if !ok {
+		return unavailable(errors.New("ClientKeyGrace overflows the clock"))
+	}
+	next.PrevKey, next.PrevUntil = sr.ClientKey, prevUntil
 	next.PrevInstalled = sr.KeyInstalled
-	next.ClientKey, next.KeyInstalled = in.NewClientKey, now.UnixMilli()
+	next.ClientKey, next.KeyInstalled = in.NewClientKey, unixMs(now)
 	if err := m.storeSession(ctx, o.claims.SessionID, version, &next); err != nil {
 		if errors.Is(err, errConflict) {
 			return refuse(wire.CodeRotationRefused, "the session changed meanwhile; retry")

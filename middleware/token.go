@@ -34,14 +34,20 @@ const (
 var (
 	errTokenInvalid = errors.New("token invalid")
 	errTokenExpired = errors.New("token expired")
+	// errNoPrimary: the ring has no primary key of the configured suite
+	// (a mixed-suite cluster before this instance's suite was adopted).
+	errNoPrimary = errors.New("dynkey/middleware: no primary server key for the configured suite")
 )
 
+// claims are a token's contents. Times are ms since the Unix epoch, all in
+// [0, math.MaxInt64] (timecheck.go): a token carrying a larger u64 is
+// invalid, not wrapped.
 type claims struct {
 	TokenID   [16]byte
 	SessionID [16]byte
-	STime     time.Time
-	Issued    time.Time
-	Expires   time.Time
+	STime     int64
+	Issued    int64
+	Expires   int64
 	Username  string
 }
 
@@ -51,15 +57,21 @@ func tokenAAD(header []byte) []byte {
 
 func (m *Middleware) mintToken(c *claims) ([]byte, error) {
 	k := m.ring.Load().primary
+	if k == nil || k.token == nil {
+		return nil, errNoPrimary
+	}
 	if len(c.Username) > maxUsername {
 		return nil, errors.New("username too long")
+	}
+	if c.STime < 0 || c.Issued < 0 || c.Expires < 0 {
+		return nil, errors.New("dynkey/middleware: token time before the Unix epoch")
 	}
 	pt := make([]byte, 0, claimsFixed+len(c.Username))
 	pt = append(pt, c.TokenID[:]...)
 	pt = append(pt, c.SessionID[:]...)
-	pt = binary.BigEndian.AppendUint64(pt, uint64(c.STime.UnixMilli()))
-	pt = binary.BigEndian.AppendUint64(pt, uint64(c.Issued.UnixMilli()))
-	pt = binary.BigEndian.AppendUint64(pt, uint64(c.Expires.UnixMilli()))
+	pt = binary.BigEndian.AppendUint64(pt, uint64(c.STime))
+	pt = binary.BigEndian.AppendUint64(pt, uint64(c.Issued))
+	pt = binary.BigEndian.AppendUint64(pt, uint64(c.Expires))
 	pt = binary.BigEndian.AppendUint16(pt, uint16(len(c.Username)))
 	pt = append(pt, c.Username...)
 
@@ -95,14 +107,18 @@ func (m *Middleware) openToken(ctx context.Context, tok []byte, now time.Time) (
 	c := &claims{}
 	copy(c.TokenID[:], pt[0:16])
 	copy(c.SessionID[:], pt[16:32])
-	c.STime = time.UnixMilli(int64(binary.BigEndian.Uint64(pt[32:40])))
-	c.Issued = time.UnixMilli(int64(binary.BigEndian.Uint64(pt[40:48])))
-	c.Expires = time.UnixMilli(int64(binary.BigEndian.Uint64(pt[48:56])))
+	var ok [3]bool
+	c.STime, ok[0] = u64ms(binary.BigEndian.Uint64(pt[32:40]))
+	c.Issued, ok[1] = u64ms(binary.BigEndian.Uint64(pt[40:48]))
+	c.Expires, ok[2] = u64ms(binary.BigEndian.Uint64(pt[48:56]))
+	if ok != [3]bool{true, true, true} || c.Issued > c.Expires {
+		return nil, errTokenInvalid
+	}
 	if n := int(binary.BigEndian.Uint16(pt[56:58])); len(pt) != claimsFixed+n {
 		return nil, errTokenInvalid
 	}
 	c.Username = string(pt[58:])
-	if !now.Before(c.Expires) {
+	if unixMs(now) >= c.Expires {
 		return c, errTokenExpired
 	}
 	return c, nil

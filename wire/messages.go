@@ -66,6 +66,7 @@ const (
 	CodeRotationRefused  Code = "rotation-refused"   // 409: client key rotation refused
 	CodeLoginFailed      Code = "login-failed"       // 401: bad username or password
 	CodeLoginThrottled   Code = "login-throttled"    // 429: too many failed logins
+	CodeLoginBusy        Code = "login-busy"         // 503: too many password checks at once; retry after Retry-After
 	CodeMethod           Code = "method-not-allowed" // 405
 	CodeUnavailable      Code = "unavailable"        // 503: state store unreachable; retry later
 )
@@ -85,7 +86,7 @@ func (c Code) Status() int {
 		return http.StatusTooManyRequests
 	case CodeMethod:
 		return http.StatusMethodNotAllowed
-	case CodeUnavailable:
+	case CodeUnavailable, CodeLoginBusy:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusBadRequest
@@ -150,6 +151,7 @@ var titles = map[Code]string{
 	CodeRotationRefused:  "Client key rotation refused",
 	CodeLoginFailed:      "Login failed",
 	CodeLoginThrottled:   "Too many failed logins",
+	CodeLoginBusy:        "Too many logins in progress",
 	CodeMethod:           "Method not allowed",
 	CodeUnavailable:      "Service temporarily unavailable",
 }

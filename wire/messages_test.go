@@ -26,6 +26,7 @@ var allCodes = []struct {
 	{wire.CodeRotationRefused, http.StatusConflict},
 	{wire.CodeLoginFailed, http.StatusUnauthorized},
 	{wire.CodeLoginThrottled, http.StatusTooManyRequests},
+	{wire.CodeLoginBusy, http.StatusServiceUnavailable},
 	{wire.CodeMethod, http.StatusMethodNotAllowed},
 	{wire.CodeUnavailable, http.StatusServiceUnavailable},
 }
@@ -133,8 +134,8 @@ func TestMessageJSONShapes(t *testing.T) {
 
 func TestCodesListsEveryCode(t *testing.T) {
 	codes := wire.Codes()
-	if len(codes) != 17 {
-		t.Fatalf("Codes() has %d codes, want 17 (update this test when adding one)", len(codes))
+	if len(codes) != 18 {
+		t.Fatalf("Codes() has %d codes, want 18 (update this test when adding one)", len(codes))
 	}
 	for _, c := range codes {
 		if p := wire.NewProblem(c, "x"); p.Title == "" || p.Status < 400 {

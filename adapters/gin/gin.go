@@ -51,18 +51,19 @@ func Middleware(m *middleware.Middleware) gin.HandlerFunc {
 	}
 }
 
-// Mount routes the dynkey endpoints (key directory, login, heartbeat) to m.
-// r must be the engine or a group at "/": the endpoints have fixed paths,
-// bound into the login's encryption.
+// Mount routes the dynkey endpoints (key directory, login, heartbeat) to m,
+// for every method, so that a wrong method gets the documented
+// "method-not-allowed" problem with an Allow header (not Gin's plain-text
+// 404). r must be the engine or a group at "/": the endpoints have fixed
+// paths, bound into the login's encryption.
 func Mount(r gin.IRouter, m *middleware.Middleware) {
 	if g, ok := r.(interface{ BasePath() string }); ok && g.BasePath() != "/" {
 		panic("dynkeygin: Mount needs the engine or a group at \"/\", not " + g.BasePath())
 	}
 	h := gin.WrapH(m.Endpoints())
-	r.GET(wire.PathKeys, h)
-	r.HEAD(wire.PathKeys, h)
-	r.POST(wire.PathLogin, h)
-	r.POST(wire.PathHeartbeat, h)
+	for _, p := range []string{wire.PathKeys, wire.PathLogin, wire.PathHeartbeat} {
+		r.Any(p, h)
+	}
 }
 
 // bufferedWriter keeps the response in memory; the header map is the

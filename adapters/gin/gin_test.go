@@ -3,6 +3,7 @@ package dynkeygin_test
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -269,4 +270,85 @@ func TestMountNeedsRoot(t *testing.T) {
 	r := gin.New()
 	require.Panics(t, func() { dynkeygin.Mount(r.Group("/v1"), m) })
 	require.NotPanics(t, func() { dynkeygin.Mount(r.Group("/"), m) })
+}
+
+// TestWrongMethodOnEndpoints: a wrong method on a dynkey endpoint mounted
+// on Gin gets the documented "method-not-allowed" problem with an Allow
+// header, not Gin's plain-text 404. Verified: with Mount registering only
+// GET/HEAD/POST (as before), every case got "404 page not found" in
+// text/plain and the test failed.
+func TestWrongMethodOnEndpoints(t *testing.T) {
+	e := newEnv(t, func(r *gin.Engine, e *env) {})
+	for _, tc := range []struct {
+		name, method, path, allow string
+	}{
+		{"POST keys", http.MethodPost, wire.PathKeys, "GET, HEAD"},
+		{"DELETE keys", http.MethodDelete, wire.PathKeys, "GET, HEAD"},
+		{"GET login", http.MethodGet, wire.PathLogin, "POST"},
+		{"PUT login", http.MethodPut, wire.PathLogin, "POST"},
+		{"GET heartbeat", http.MethodGet, wire.PathHeartbeat, "POST"},
+		{"PATCH heartbeat", http.MethodPatch, wire.PathHeartbeat, "POST"},
+		{"OPTIONS heartbeat", http.MethodOptions, wire.PathHeartbeat, "POST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, e.srv.URL+tc.path, nil)
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body := readBody(t, resp)
+			require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, body)
+			require.Equal(t, wire.ProblemMediaType, resp.Header.Get("Content-Type"))
+			require.Equal(t, tc.allow, resp.Header.Get("Allow"))
+			p, ok := wire.ParseProblem([]byte(body))
+			require.True(t, ok, body)
+			require.Equal(t, wire.CodeMethod, p.Code)
+		})
+	}
+	// The right methods still work.
+	resp, err := http.Get(e.srv.URL + wire.PathKeys)
+	require.NoError(t, err)
+	readBody(t, resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// TestTrickledBodyCutOffThroughGin: the read deadline reaches the
+// connection through Gin's writer (http.ResponseController unwraps it), so
+// a trickled envelope is cut off after ReadTimeout on a protected route
+// and on the login endpoint. Verified: with the deadline removed the
+// connection was still open at the 5 s bound.
+func TestTrickledBodyCutOffThroughGin(t *testing.T) {
+	m, err := middleware.New(middleware.Options{MaintainInterval: -1, ReadTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	r := gin.New()
+	dynkeygin.Mount(r, m)
+	r.POST("/api/x", dynkeygin.Middleware(m), func(c *gin.Context) { c.String(http.StatusOK, "ran") })
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/api/x", wire.PathLogin} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		require.NoError(t, err)
+		_, err = io.WriteString(conn, "POST "+path+" HTTP/1.1\r\nHost: x\r\nContent-Type: application/dynkey\r\nContent-Length: 5000\r\n\r\nDK")
+		require.NoError(t, err)
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+					if _, err := conn.Write([]byte{0}); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+		b, err := io.ReadAll(conn)
+		close(stop)
+		conn.Close()
+		require.NoError(t, err, "closed by the server before the bound; got %q", b)
+		require.True(t, strings.HasPrefix(string(b), "HTTP/1.1 400 "), "%s", b)
+		require.Contains(t, string(b), "read timeout")
+	}
 }

@@ -972,7 +972,7 @@ func TestHole8_Passwords(t *testing.T) {
 // are ever checked. The authenticator holds every check until each request
 // is either inside it or answered, so the interleaving is the worst one.
 //
-// Defense exercised: middleware/endpoints.go reserveLoginAttempt, which
+// Defense exercised: middleware/limiter.go (storeLimiter.Allow), which
 // counts the attempt with a compare-and-swap before the password is
 // checked. Verified: this test failed against the original code (all 12
 // guesses were checked), which counted a failure only after the check.
@@ -980,6 +980,7 @@ func TestHole8_ConcurrentGuesses(t *testing.T) {
 	clk := newClock()
 	o := baseOptions(t, clk, memory.New())
 	o.MaxFailedLogins = 3
+	o.MaxConcurrentLogins = 12 // every guess may wait inside the authenticator
 	ga := &gatedAuth{inner: o.Authenticator, release: make(chan struct{})}
 	o.Authenticator = ga
 	s := startServer(t, o)

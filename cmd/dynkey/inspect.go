@@ -423,7 +423,11 @@ problem may still be forged by anyone on the path.`)
 	if prob.Status != prob.Code.Status() {
 		return fmt.Errorf("check failed: status %d, but %s is always %d", prob.Status, prob.Code, prob.Code.Status())
 	}
-	p.f("client action", "%s", clientAction[prob.Code])
+	if a, ok := clientAction[prob.Code]; ok {
+		p.f("client action", "%s", a)
+	} else {
+		p.f("client action", "see docs/PROTOCOL.md §9")
+	}
 	if prob.Directory != nil {
 		fmt.Fprintln(e.stdout, "directory:")
 		if _, err := verifyDirectory(e, prob.Directory, *identity, true, "  "); err != nil {
@@ -450,6 +454,7 @@ var clientAction = map[wire.Code]string{
 	wire.CodeRotationRefused:  "retry once without rotating, same message id; rotate later",
 	wire.CodeLoginFailed:      "ask the user",
 	wire.CodeLoginThrottled:   "wait",
+	wire.CodeLoginBusy:        "wait Retry-After, then retry (the same message id may be reused)",
 	wire.CodeMethod:           "fix the client",
 	wire.CodeUnavailable:      "retry later",
 }

@@ -246,6 +246,19 @@ func TestDecodeKEK(t *testing.T) {
 	}
 }
 
+// TestClientActionEveryCode: inspect problem knows what the client does
+// about every problem code of the wire package.
+func TestClientActionEveryCode(t *testing.T) {
+	for _, c := range wire.Codes() {
+		if clientAction[c] == "" {
+			t.Errorf("no client action for %s (docs/PROTOCOL.md §9)", c)
+		}
+	}
+	if len(clientAction) != len(wire.Codes()) {
+		t.Errorf("%d actions for %d codes", len(clientAction), len(wire.Codes()))
+	}
+}
+
 func TestPolicyCheck(t *testing.T) {
 	tests := []struct {
 		name     string

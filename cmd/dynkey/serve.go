@@ -135,12 +135,14 @@ A port of 0 picks a free one; the line "listening on URL" says which.`)
 	if *tlsCert != "" {
 		scheme = "https"
 	}
+	// The settings docs/PROTOCOL.md §4 recommends; the middleware bounds
+	// the time to read an envelope itself (Options.ReadTimeout).
 	srv := &http.Server{
 		Handler:           demoMux(m),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       60 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	printIdentity(e, m)

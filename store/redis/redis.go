@@ -384,7 +384,7 @@ func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (boo
 	key := s.seenKey(id)
 	var ttl time.Duration // 0: KeepTTL's zero, i.e. no expiry
 	if !expires.IsZero() {
-		ttl = expires.Sub(time.Now())
+		ttl = time.Until(expires)
 		if ttl <= 0 {
 			// Recorded and forgotten at once: new unless a live copy exists.
 			n, err := s.c.Exists(ctx, key).Result()

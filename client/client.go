@@ -25,8 +25,10 @@
 // always carries the refused request's message id: a refusal forged after
 // the handler ran makes the retry a replay, never a second run. Rotations
 // of the client key ride only on heartbeats and GET, PUT, DELETE and
-// OPTIONS requests. HEAD is refused ([ErrUnsupportedMethod]): its response
-// has no body to authenticate. Without a pinned [Config.IdentityKey] the
+// OPTIONS requests. A HEAD request's envelope travels in the
+// Dynkey-Envelope header and its sealed response in the Dynkey-Response
+// header, so its status and content type are authenticated like any
+// other's. Without a pinned [Config.IdentityKey] the
 // first key directory must come over https ([ErrFirstContactWithoutTLS]).
 package client
 
@@ -101,6 +103,13 @@ type Config struct {
 	// MaxBodySize limits request bodies the client will seal. Default 1 MiB.
 	MaxBodySize int64
 
+	// Envelope chooses where a request carries its envelope: in its body,
+	// or base64url in the Dynkey-Envelope header (docs/PROTOCOL.md §4),
+	// which is what browsers and many proxies need for GET, HEAD, DELETE
+	// and OPTIONS. HEAD always uses the header (its response comes back in
+	// the Dynkey-Response header). Default EnvelopeAuto.
+	Envelope EnvelopeMode
+
 	// OnEvent, if set, is called (synchronously) on protocol events:
 	// login, heartbeat, key rotations, recoveries.
 	OnEvent func(Event)
@@ -114,6 +123,22 @@ type Config struct {
 	Now  func() time.Time
 	Rand io.Reader
 }
+
+// EnvelopeMode says where requests carry their envelope (Config.Envelope).
+type EnvelopeMode int
+
+const (
+	// EnvelopeAuto puts the envelope of a GET, HEAD, DELETE or OPTIONS
+	// request without a body in the Dynkey-Envelope header, and every other
+	// envelope in the body. The default.
+	EnvelopeAuto EnvelopeMode = iota
+	// EnvelopeInBody puts every envelope in the body, except HEAD's.
+	EnvelopeInBody
+	// EnvelopeInHeader puts every envelope that fits
+	// wire.MaxEnvelopeHeaderSize (encoded) in the header, bodies included;
+	// larger ones go in the body.
+	EnvelopeInHeader
+)
 
 // Event kinds passed to Config.OnEvent.
 const (

@@ -2,11 +2,13 @@ package client
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -101,11 +103,22 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 	env := append(header, ct...)
 
 	out := tmpl.Clone(tmpl.Context())
-	out.Body = io.NopCloser(bytes.NewReader(env))
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(env)), nil }
-	out.ContentLength = int64(len(env))
-	out.Header.Set("Content-Type", wire.MediaType)
 	out.Header.Del("Content-Encoding")
+	out.Header.Del(wire.EnvelopeHeader)
+	head := tmpl.Method == http.MethodHead
+	if inHeader(c.cfg.Envelope, tmpl.Method, len(body), len(env)) {
+		out.Body, out.ContentLength = http.NoBody, 0
+		out.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+		out.Header.Del("Content-Type")
+		out.Header.Set(wire.EnvelopeHeader, wire.EncodeHeaderEnvelope(env))
+	} else if head {
+		return nil, fmt.Errorf("%w: HEAD with an envelope over %d bytes in the %s header", ErrUnsupportedMethod, wire.MaxEnvelopeHeaderSize, wire.EnvelopeHeader)
+	} else {
+		out.Body = io.NopCloser(bytes.NewReader(env))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(env)), nil }
+		out.ContentLength = int64(len(env))
+		out.Header.Set("Content-Type", wire.MediaType)
+	}
 	resp, err := c.next.RoundTrip(out)
 	if err != nil {
 		return nil, err
@@ -125,6 +138,12 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 			}
 		}
 		res.status = status
+		if head {
+			// A HEAD response has no body: its envelope is in a header.
+			if rb, err = wire.DecodeHeaderEnvelope(resp.Header.Get(wire.ResponseHeader)); err != nil || len(rb) == 0 {
+				return nil, fmt.Errorf("%w: HEAD response without a valid %s header", ErrResponseNotAuthentic, wire.ResponseHeader)
+			}
+		}
 		res.contentType, res.body, err = wire.OpenResponse(secret, h.MessageID, status, rb)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrResponseNotAuthentic, err)
@@ -135,7 +154,13 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 		// is not authenticated, so the client only ever acts on it in
 		// ways an attacker on the path could force anyway (retry, log in
 		// again, refetch the signed directory).
-		if prob, ok := wire.ParseProblem(rb); ok && resp.StatusCode >= 400 {
+		prob, ok := wire.ParseProblem(rb)
+		if head && !ok {
+			// No body: the code comes from the Dynkey-Problem header,
+			// exactly as unauthenticated as a body would be.
+			prob, ok = headProblem(resp)
+		}
+		if ok && resp.StatusCode >= 400 {
 			res.prob = prob
 			res.status = resp.StatusCode
 			res.body = rb
@@ -145,6 +170,39 @@ func (c *Client) exchange(tmpl *http.Request, contentType string, body []byte, p
 	}
 	return nil, fmt.Errorf("%w: HTTP %d with content type %q", ErrResponseNotAuthentic, resp.StatusCode, resp.Header.Get("Content-Type"))
 }
+
+// inHeader reports whether an envelope of envLen bytes for a request of
+// this method with a plaintext body of bodyLen bytes travels in the
+// Dynkey-Envelope header.
+func inHeader(mode EnvelopeMode, method string, bodyLen, envLen int) bool {
+	if base64.RawURLEncoding.EncodedLen(envLen) > wire.MaxEnvelopeHeaderSize {
+		return false
+	}
+	switch {
+	case method == http.MethodHead:
+		return true
+	case mode == EnvelopeInHeader:
+		return true
+	case mode == EnvelopeInBody:
+		return false
+	}
+	switch method {
+	case http.MethodGet, http.MethodDelete, http.MethodOptions:
+		return bodyLen == 0
+	}
+	return false
+}
+
+// headProblem reads the refusal of a HEAD request from its Dynkey-Problem
+// header: a known code whose status is the response's.
+func headProblem(resp *http.Response) (*wire.Problem, bool) {
+	code := wire.Code(resp.Header.Get(wire.ProblemHeader))
+	if !slices.Contains(wire.Codes(), code) || code.Status() != resp.StatusCode {
+		return nil, false
+	}
+	return wire.NewProblem(code, ""), true
+}
+
 func mediaType(ct string) string {
 	mt, _, _ := mime.ParseMediaType(ct)
 	return mt

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/dynkey/dynkey/wire"
 )
@@ -55,6 +58,24 @@ func (c *Client) login(ctx context.Context, stale *session) error {
 	if err != nil {
 		return err
 	}
+	if p, ok := resp.problem(); ok && p.Code == wire.CodeLoginBusy {
+		// Too many password checks at once on the server: wait as it asks
+		// (at most maxLoginBusyWait) and retry once.
+		d, ok := retryAfter(resp.resp.Header.Get("Retry-After"))
+		if !ok {
+			return p
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		if resp, err = c.exchange(req, "application/json", body, &sealParams{typ: wire.TypeLogin, key: key, clientKey: pub}); err != nil {
+			return err
+		}
+	}
 	if p, ok := resp.problem(); ok {
 		if p.Code == wire.CodeServerKeyUnknown || p.Code == wire.CodeStale {
 			// Our directory is old: refetch it once and retry.
@@ -90,4 +111,18 @@ func (c *Client) login(ctx context.Context, stale *session) error {
 	c.emit(EventLogin, "logged in as "+c.cfg.Username+"; client key "+wire.ComputeKeyID(c.suite.Name(), pub).String())
 	c.prepareNextKey()
 	return nil
+}
+
+// maxLoginBusyWait is the longest Retry-After a login waits for after
+// "login-busy" before its one retry; a longer one fails the login.
+const maxLoginBusyWait = 5 * time.Second
+
+// retryAfter parses a Retry-After of delay-seconds (RFC 9110 §10.2.3) up to
+// maxLoginBusyWait.
+func retryAfter(v string) (time.Duration, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 || time.Duration(n)*time.Second > maxLoginBusyWait {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
 }

@@ -11,28 +11,21 @@ import (
 )
 
 // ErrUnsupportedMethod is returned by RoundTrip, before anything is sent,
-// for a HEAD request. A HEAD response carries no body, so no sealed
-// response can authenticate it: the status and headers of any answer could
-// be forged, and the client never hands an unauthenticated response to its
-// caller. Sending the request anyway would run the handler and then fail.
-// Use GET instead. A later transport that authenticates headers may lift
-// this.
+// for a HEAD request whose envelope does not fit in the Dynkey-Envelope
+// header (wire.MaxEnvelopeHeaderSize): a HEAD request has no body to carry
+// it.
 var ErrUnsupportedMethod = errors.New("dynkey/client: method not supported")
 
 // RoundTrip implements http.RoundTripper: it seals req, sends it, and
 // returns the opened response. A refusal by the middleware comes back as
 // its problem response (application/problem+json, 4xx/5xx) after the
 // recoveries it calls for (docs/PROTOCOL.md §9); a response that fails
-// authentication is an error. A HEAD request fails with
-// ErrUnsupportedMethod before anything is sent. Only GET, PUT, DELETE and
-// OPTIONS requests may carry a rotation of the client key.
+// authentication is an error. Where the envelope travels is
+// Config.Envelope's choice; a HEAD request's always goes in the header, and
+// its response, authenticated from the Dynkey-Response header, has an empty
+// body. Only GET, PUT, DELETE and OPTIONS requests may carry a rotation of
+// the client key.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodHead {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, fmt.Errorf("%w: %s (a response to it cannot be authenticated)", ErrUnsupportedMethod, req.Method)
-	}
 	var body []byte
 	if req.Body != nil {
 		b, err := readAllLimited(req.Body, c.cfg.MaxBodySize)
@@ -57,6 +50,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out.Header.Del("Content-Length")
 	out.Header.Del(wire.StatusHeader)
+	out.Header.Del(wire.ResponseHeader)
 	if res.contentType != "" {
 		out.Header.Set("Content-Type", res.contentType)
 	} else {

@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"net"
-	"net/http"
 	"net/netip"
 	"strings"
 )
@@ -24,7 +23,7 @@ import (
 // A spoofed X-Forwarded-For from an untrusted peer is therefore never
 // read. IPv4-mapped IPv6 addresses count as IPv4, and IPv6 addresses are
 // reduced to their /64 prefix (one subscriber's, who can use all of it).
-func (m *Middleware) clientAddress(r *http.Request) string {
+func (m *Middleware) clientAddress(r *Request) string {
 	peer, ok := parseHop(r.RemoteAddr)
 	if !ok {
 		return r.RemoteAddr // not a TCP peer (tests, unix sockets): as given
@@ -33,7 +32,7 @@ func (m *Middleware) clientAddress(r *http.Request) string {
 		return normalizeAddr(peer)
 	}
 	client := peer
-	hops := forwardedFor(r.Header)
+	hops := forwardedFor(r.header)
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, ok := parseHop(hops[i])
 		if !ok {
@@ -57,11 +56,11 @@ func (m *Middleware) trusted(a netip.Addr) bool {
 }
 
 // forwardedFor returns the client chain of the Forwarded header (its for=
-// values, every header line in order), or if there is none that of
-// X-Forwarded-For.
-func forwardedFor(h http.Header) []string {
+// values, every header line in order, as header returns them joined with
+// ", "), or if there is none that of X-Forwarded-For.
+func forwardedFor(header func(string) string) []string {
 	var hops []string
-	for _, line := range h.Values("Forwarded") {
+	for _, line := range nonEmpty(header("Forwarded")) {
 		for _, elem := range strings.Split(line, ",") {
 			found := false
 			for _, pair := range strings.Split(elem, ";") {
@@ -79,12 +78,20 @@ func forwardedFor(h http.Header) []string {
 	if len(hops) > 0 {
 		return hops
 	}
-	for _, line := range h.Values("X-Forwarded-For") {
+	for _, line := range nonEmpty(header("X-Forwarded-For")) {
 		for _, hop := range strings.Split(line, ",") {
 			hops = append(hops, strings.TrimSpace(hop))
 		}
 	}
 	return hops
+}
+
+// nonEmpty returns v as a one-line list, none if v is empty.
+func nonEmpty(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
 }
 
 // parseHop parses "ip", "ip:port", "[ipv6]" or "[ipv6]:port".

@@ -6,8 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"strconv"
+	"net/url"
 	"time"
 
 	"github.com/dynkey/dynkey/auth"
@@ -15,59 +14,28 @@ import (
 	"github.com/dynkey/dynkey/wire"
 )
 
-// Endpoints serves the key directory (GET /.well-known/dynkey/keys), login
-// (POST /dynkey/login) and heartbeat (POST /dynkey/heartbeat). Mount it at
-// the root of the URL space (or route those three paths to it, for every
-// method). Another method on one of them gets the "method-not-allowed"
-// problem with an Allow header.
-func (m *Middleware) Endpoints() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case wire.PathKeys:
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				w.Header().Set("Allow", "GET, HEAD")
-				m.writeProblem(w, refuse(wire.CodeMethod, "use GET"))
-				return
-			}
-			m.serveKeys(w, r)
-		case wire.PathLogin:
-			if r.Method != http.MethodPost {
-				w.Header().Set("Allow", "POST")
-				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
-				return
-			}
-			m.serveLogin(w, r)
-		case wire.PathHeartbeat:
-			if r.Method != http.MethodPost {
-				w.Header().Set("Allow", "POST")
-				m.writeProblem(w, refuse(wire.CodeMethod, "use POST"))
-				return
-			}
-			m.serveHeartbeat(w, r)
-		default:
-			http.NotFound(w, r)
-		}
-	})
-}
-
 // serveKeys serves the directory of the configured suite, or with
 // ?suite=NAME that of another suite whose sessions are still served.
-func (m *Middleware) serveKeys(w http.ResponseWriter, r *http.Request) {
-	suite := r.URL.Query().Get("suite")
+func (m *Middleware) serveKeys(r *Request) (*Response, error) {
+	q, _ := url.ParseQuery(r.RawQuery)
+	suite := q.Get("suite")
 	if suite == "" {
 		suite = m.suite.Name()
 	}
 	sd, ok, err := m.directory(suite)
 	if err != nil {
-		m.writeProblem(w, unavailable(err))
-		return
+		return nil, unavailable(err)
 	}
 	if !ok {
-		m.writeProblem(w, refuse(wire.CodeUnsupportedSuite, fmt.Sprintf("this server uses suite %q", m.suite.Name())))
-		return
+		return nil, refuse(wire.CodeUnsupportedSuite, fmt.Sprintf("this server uses suite %q", m.suite.Name()))
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, "application/json", sd)
+	b, err := json.Marshal(sd)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	// Never cached: a cache that served an old directory after a rotation
+	// would put a retired key back (docs/PROTOCOL.md §6).
+	return &Response{Status: 200, Header: Header{{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}}, Body: b}, nil
 }
 
 // serveLogin is patent steps a1–a3: the login is sealed to the server key
@@ -76,69 +44,64 @@ func (m *Middleware) serveKeys(w http.ResponseWriter, r *http.Request) {
 // attempts throttled by LoginLimiter (client address and canonical
 // username; hole 8);
 // the response carries the token, sealed so only this client reads it.
-func (m *Middleware) serveLogin(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	body, perr := m.readEnvelope(w, r)
+func (m *Middleware) serveLogin(ctx context.Context, r *Request) (*Response, error) {
+	start := m.startTimer()
+	body, perr := m.readEnvelope(r)
 	if perr != nil {
-		m.writeProblem(w, perr)
-		return
+		return nil, perr
 	}
 	now := m.now()
 	req, sk, perr := m.parseAndCheck(ctx, body, wire.TypeLogin, now)
 	if perr != nil {
-		m.writeProblem(w, perr)
-		return
+		return nil, perr
 	}
 	cpk, err := m.suite.ParsePublicKey(req.ClientKey)
 	if err != nil {
-		m.writeProblem(w, refuse(wire.CodeBadFormat, "malformed client public key"))
-		return
+		return nil, refuse(wire.CodeBadFormat, "malformed client public key")
 	}
-	aad := wire.RequestAAD(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, req.Header)
+	aad := wire.RequestAAD(r.Method, r.EscapedPath, r.RawQuery, req.Header)
 	pt, secret, err := m.openMessage(sk, cpk, wire.InfoLogin, aad, req.Ciphertext)
 	if err != nil {
-		m.writeProblem(w, refuse(wire.CodeDecryptFailed, "the envelope did not authenticate"))
-		return
+		return nil, refuse(wire.CodeDecryptFailed, "the envelope did not authenticate")
 	}
 	inner, err := wire.ParseInner(pt)
 	if err != nil || inner.Rotating() {
-		m.writeProblem(w, refuse(wire.CodeBadFormat, "malformed login"))
-		return
+		return nil, refuse(wire.CodeBadFormat, "malformed login")
 	}
 	var lr wire.LoginRequest
 	if err := json.Unmarshal(inner.Body, &lr); err != nil || lr.Username == "" || len(lr.Username) > maxUsername {
-		m.writeProblem(w, refuse(wire.CodeBadFormat, "login body must be {\"username\",\"password\"}"))
-		return
+		return nil, refuse(wire.CodeBadFormat, "login body must be {\"username\",\"password\"}")
 	}
 	// A slot for the password check, before the id is recorded: a busy
 	// refusal leaves the id unused (docs/PROTOCOL.md §9).
 	release, perr := m.acquireLoginSlot(ctx)
 	if perr != nil {
-		m.writeProblem(w, perr)
-		return
+		return nil, perr
 	}
 	defer release()
 	// Recorded once the login authenticated under its client key, before
 	// the password check: a replayed login costs no password hash.
 	if perr := m.markSeen(ctx, "login-"+wire.ComputeKeyID(m.suite.Name(), req.ClientKey).String(), req.MessageID, now); perr != nil {
-		m.writeProblem(w, perr)
-		return
+		return nil, perr
 	}
-	x := &Exchange{m: m, secret: secret, messageID: req.MessageID}
+	if m.o.Observer != nil {
+		m.o.Observer.Opened(m.suite.Name(), timeSince(start))
+	}
 	attempt := LoginAttempt{Address: m.clientAddress(r), User: auth.CanonicalUsername(m.o.Authenticator, lr.Username), At: now}
 	resp, perr := m.login(ctx, &lr, attempt, req.ClientKey, now)
 	if perr != nil {
-		m.writeProblem(w, perr)
-		return
+		return nil, perr
 	}
 	b, _ := json.Marshal(resp)
-	w.Header().Set("Content-Type", "application/json")
-	x.WriteResponse(w, http.StatusOK, b)
+	if m.o.Observer != nil {
+		m.o.Observer.LoggedIn(m.suite.Name())
+	}
+	return m.seal(secret, req.MessageID, false, m.suite.Name(), 200, "application/json", b)
 }
 
 // acquireLoginSlot takes one of the MaxConcurrentLogins password-check
 // slots, waiting at most LoginQueueWait, or refuses with "login-busy".
-func (m *Middleware) acquireLoginSlot(ctx context.Context) (release func(), perr *problemError) {
+func (m *Middleware) acquireLoginSlot(ctx context.Context) (release func(), perr *Problem) {
 	if m.loginSlots == nil {
 		return func() {}, nil
 	}
@@ -158,10 +121,10 @@ func (m *Middleware) acquireLoginSlot(ctx context.Context) (release func(), perr
 		case <-ctx.Done():
 		}
 	}
-	return nil, refuse(wire.CodeLoginBusy, "too many logins in progress; retry after Retry-After")
+	return nil, refuse(wire.CodeLoginBusy, "too many logins in progress; retry after Retry-After").withHeader("Retry-After", retryAfter)
 }
 
-func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, attempt LoginAttempt, clientKey []byte, now time.Time) (*wire.LoginResponse, *problemError) {
+func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, attempt LoginAttempt, clientKey []byte, now time.Time) (*wire.LoginResponse, *Problem) {
 	if m.o.Authenticator == nil {
 		return nil, refuse(wire.CodeLoginFailed, "login is not configured")
 	}
@@ -219,17 +182,21 @@ func (m *Middleware) login(ctx context.Context, lr *wire.LoginRequest, attempt L
 // directory, inside a response only this client can open: a new server key
 // reaches the client authenticated twice, by the identity signature and by
 // the response AEAD keyed from the request to the key the client trusts.
-func (m *Middleware) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
-	o, perr := m.open(w, r, true)
+func (m *Middleware) serveHeartbeat(ctx context.Context, r *Request) (*Response, error) {
+	start := m.startTimer()
+	o, perr := m.open(ctx, r, true)
 	if perr != nil {
-		m.writeProblem(w, perr)
-		return
+		return nil, perr
 	}
-	x := &Exchange{m: m, secret: o.secret, messageID: o.req.MessageID}
+	if o.session.Rotated {
+		m.observeRotation(SideClient, o.session.Suite, "heartbeat")
+	}
+	if m.o.Observer != nil {
+		m.o.Observer.Opened(o.session.Suite, timeSince(start))
+	}
 	dir, ok, err := m.directory(o.session.Suite)
 	if err != nil || !ok {
-		m.writeProblem(w, unavailable(fmt.Errorf("no directory for suite %s: %v", o.session.Suite, err)))
-		return
+		return nil, unavailable(fmt.Errorf("no directory for suite %s: %v", o.session.Suite, err))
 	}
 	now := m.now()
 	hb := wire.HeartbeatResponse{STime: now.UnixMilli(), Directory: dir}
@@ -237,26 +204,5 @@ func (m *Middleware) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 		hb.RotateClientKey = m.clientKeyDecision(o.sr.KeyInstalled, o.session.ClientKeyID, now) != policy.Keep
 	}
 	b, _ := json.Marshal(hb)
-	w.Header().Set("Content-Type", "application/json")
-	x.WriteResponse(w, http.StatusOK, b)
-}
-
-// writeProblem sends a refusal as RFC 9457 problem details.
-func (m *Middleware) writeProblem(w http.ResponseWriter, perr *problemError) {
-	if perr.err != nil {
-		m.log.Warn("dynkey: request refused", "code", perr.p.Code, "err", perr.err)
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	if perr.p.Code == wire.CodeLoginBusy {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeJSON(w, perr.p.Status, wire.ProblemMediaType, perr.p)
-}
-
-func writeJSON(w http.ResponseWriter, status int, ct string, v any) {
-	b, _ := json.Marshal(v)
-	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	return m.seal(o.secret, o.req.MessageID, false, o.session.Suite, 200, "application/json", b)
 }

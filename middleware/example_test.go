@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -145,4 +146,50 @@ func Example_client() {
 	// event: server-key-changed
 	// 200 hello alice
 	// logins: 1 server key changes: 1 recoveries: 0
+}
+
+// The byte-level core refuses a request without an envelope: the error is
+// a *middleware.Problem, matched with errors.Is, rendered by Refusal as the
+// problem+json response an adapter writes as it is.
+func ExampleMiddleware_Open() {
+	m, err := middleware.New(middleware.Options{Authenticator: exampleUsers(), MaintainInterval: -1})
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	req := &middleware.Request{Method: "POST", EscapedPath: "/api/orders", ContentLength: 2,
+		ContentType: "application/json", Body: strings.NewReader("{}")}
+	_, err = m.Open(ctx, req)
+	fmt.Println(errors.Is(err, middleware.ErrNotEncrypted))
+	resp := m.Refusal(ctx, req, err)
+	fmt.Println(resp.Status, resp.Header.Get("Content-Type"), resp.Header.Get("Dynkey-Problem"))
+	// Output:
+	// true
+	// 415 application/problem+json not-encrypted
+}
+
+// An optional route takes a plain request as it is: Encrypted is false, no
+// session, and Seal returns the handler's response unsealed.
+func ExampleMiddleware_OpenOptional() {
+	m, err := middleware.New(middleware.Options{Authenticator: exampleUsers(), MaintainInterval: -1})
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+	o, err := m.OpenOptional(context.Background(), &middleware.Request{Method: "GET", EscapedPath: "/api/catalog"})
+	if err != nil {
+		panic(err)
+	}
+	resp, _ := o.Seal(200, "text/plain", []byte("hello"))
+	fmt.Println(o.Encrypted, o.Session == nil, resp.Status, string(resp.Body))
+	// Output: false true 200 hello
+}
+
+// ProblemResponse never turns an internal error into a 500 or leaks its
+// text: anything that is not a refusal is the 503 "unavailable" problem.
+func ExampleProblemResponse() {
+	resp := middleware.ProblemResponse(errors.New("dial tcp 10.0.0.5:6379: connection refused"))
+	fmt.Println(resp.Status, strings.Contains(string(resp.Body), "10.0.0.5"))
+	// Output: 503 false
 }

@@ -20,7 +20,7 @@ import (
 // a copy of its private key were still in the snapshot.
 func TestSuiteKeyRingMirrorsLifecycle(t *testing.T) {
 	clk := newMTClock()
-	m, err := New(Options{Suite: "tink-hpke-x25519", Store: memory.New(), KeyEncryptionKey: mtKEK(3),
+	m, err := New(Options{Authenticator: mtNoUsers, Suite: "tink-hpke-x25519", Store: memory.New(), KeyEncryptionKey: mtKEK(3),
 		MaintainInterval: -1, Now: clk.Now, Logger: mtQuiet})
 	require.NoError(t, err)
 	defer m.Close()

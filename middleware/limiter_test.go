@@ -44,7 +44,7 @@ func TestClientAddress(t *testing.T) {
 					r.Header.Add(k, v)
 				}
 			}
-			require.Equal(t, tc.want, m.clientAddress(r))
+			require.Equal(t, tc.want, m.clientAddress(RequestFromHTTP(r)))
 		})
 	}
 }

@@ -11,20 +11,41 @@
 //
 // # Use
 //
-//	m, err := middleware.New(middleware.Options{Store: st, Authenticator: users})
+//	m, err := middleware.New(middleware.Options{Store: st, Authenticator: users, KeyEncryptionKey: kek})
 //	mux.Handle("/dynkey/", m.Endpoints())
 //	mux.Handle("/.well-known/dynkey/", m.Endpoints())
-//	mux.Handle("/api/", m.Handler(api))
+//	mux.Handle("/api/", m.Handler(api))          // a protected group
+//	mux.Handle("/v1/legacy/", m.Optional(legacy)) // plain requests accepted too
 //	defer m.Close()
 //
-// Framework adapters (adapters/gin) call [Middleware.OpenRequest] and
-// [Exchange.WriteResponse] directly.
+// Or protect the whole application, endpoints included, keeping some
+// routes public with Options.Next:
+//
+//	http.ListenAndServe(addr, m.Handler(mux))
+//
+// # The byte-level core
+//
+// The protocol work itself takes bytes and returns bytes, with no net/http
+// type in its signatures, so that any transport is a thin wrapper (see
+// "Writing an adapter" in docs/ARCHITECTURE.md):
+//
+//	if m.Skip(req) { /* run the handler untouched */ }
+//	if resp, ok := m.ServeEndpoint(ctx, req); ok { /* write resp */ }
+//	o, err := m.Open(ctx, req)        // or m.OpenOptional
+//	if err != nil { /* write m.Refusal(ctx, req, err) */ }
+//	// run the handler with o.Body, o.ContentType, o.Session
+//	resp, err := o.Seal(status, contentType, body)
+//
+// [Middleware.Handler], [Middleware.Optional], [Middleware.Endpoints] and
+// [Middleware.OpenRequest] are the net/http wrappers; adapters/gin is the
+// Gin one.
 //
 // # Errors
 //
-// Every refusal is an RFC 9457 application/problem+json body with a stable
-// code (see wire.Code and docs/PROTOCOL.md). Bad input never panics, never
-// yields a 500, and never reaches a protected handler.
+// Every refusal is a [*Problem]: an RFC 9457 application/problem+json body
+// with a stable code (see wire.Code and docs/PROTOCOL.md), matched with
+// errors.Is and the sentinels ([ErrReplay], …). Bad input never panics,
+// never yields a 500, and never reaches a protected handler.
 package middleware
 
 import (
@@ -36,6 +57,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -53,7 +75,9 @@ import (
 )
 
 // Options configure a Middleware. The zero value of every field is a safe
-// default, except Authenticator, which login needs.
+// default, except Authenticator, which New requires, and
+// KeyEncryptionKey, which New requires with any store but the memory
+// store.
 type Options struct {
 	// Suite is the algorithm suite of new server keys and sessions, by
 	// registered name. Default "ecies-x25519". Changing it on a running
@@ -68,8 +92,8 @@ type Options struct {
 	// instance, state lost on restart).
 	Store store.Store
 
-	// Authenticator checks passwords at login. Required for login; without
-	// it every login is refused.
+	// Authenticator checks passwords at login. Required: New fails with
+	// ErrConfig without it.
 	Authenticator auth.Authenticator
 
 	// KeyEncryptionKey (32 bytes) seals server private keys, token keys and
@@ -79,9 +103,11 @@ type Options struct {
 	// those secrets nor change, forge or swap those records
 	// (docs/PROTOCOL.md §10). All instances of a cluster need the same one,
 	// and it must survive restarts for a durable store to be readable. To
-	// replace it, see PreviousKeyEncryptionKeys and RotateKEK. Default: a
-	// random key for this process only (fine for the memory store; a
-	// durable store then cannot be reopened by a later process).
+	// replace it, see PreviousKeyEncryptionKeys and RotateKEK. Required
+	// (New fails with ErrConfig) with any store but the memory store
+	// (*memory.Store), whose state dies with the process anyway: a random
+	// key would make a durable store unreadable after a restart. Default
+	// with the memory store: a random key for this process only.
 	KeyEncryptionKey []byte
 
 	// PreviousKeyEncryptionKeys are older key-encryption keys (32 bytes
@@ -147,8 +173,12 @@ type Options struct {
 
 	// ReadTimeout bounds the time to read a request's envelope (login,
 	// heartbeat and protected routes), from the moment the middleware
-	// starts reading it, set with http.ResponseController.SetReadDeadline
-	// (ignored where the writer does not support it). A body trickled
+	// starts reading it, set by the net/http wrappers (Handler, Optional,
+	// Endpoints, OpenRequest, and so the Gin adapter) with
+	// http.ResponseController.SetReadDeadline (ignored where the writer
+	// does not support it). Adapters on other transports, which hand the
+	// core a body already read (fasthttp), rely on their server's read
+	// timeout instead. A body trickled
 	// slower is cut off with "bad-format". It does not bound the
 	// headers: set http.Server.ReadHeaderTimeout (e.g. 5s), and IdleTimeout
 	// (e.g. 60s); see docs/PROTOCOL.md §4. Default 10s.
@@ -204,6 +234,33 @@ type Options struct {
 	// fails with ErrIdentityMismatch. Default: generated once and kept
 	// (sealed) in the store.
 	IdentityKey ed25519.PrivateKey
+
+	// Next, if set, is asked first about every request the net/http
+	// wrappers and adapters see (not the endpoints): true means skip
+	// dynkey — the request reaches the handler untouched, neither opened
+	// nor sealed (public routes, health checks, CORS preflights). It gets
+	// the core's view of the request (method, escaped path, query,
+	// headers; do not read Body). Adapters call [Middleware.Skip]. Default
+	// nil: nothing is skipped.
+	Next func(r *Request) bool
+
+	// ErrorHandler, if set, is called with every refusal an adapter
+	// answers through [Middleware.Refusal] (protected routes and
+	// endpoints), for logging or to add response headers (e.g.
+	// WWW-Authenticate, CORS): it returns the fields to add. It gets a
+	// copy of the problem and the request (r may be nil); it cannot change
+	// the status or the problem body, and the fields it returns that frame
+	// the body (Content-Type, Content-Length, Content-Encoding,
+	// Transfer-Encoding, Cache-Control, Dynkey-*), that the refusal already
+	// has (Allow, Retry-After) or that hold control characters are
+	// dropped. Called on the request path: keep it quick.
+	// Default nil.
+	ErrorHandler func(ctx context.Context, r *Request, p *Problem) Header
+
+	// Observer receives refusals by code, rotations, open and seal timings
+	// and logins, for metrics (see [Observer]). Default nil: no calls, no
+	// clock readings, no allocation.
+	Observer Observer
 
 	// Logger receives operational events. Default slog.Default().
 	Logger *slog.Logger
@@ -261,6 +318,9 @@ func New(o Options) (*Middleware, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dynkey/middleware: %w", err)
 	}
+	if err := checkConfig(&o); err != nil {
+		return nil, err
+	}
 	if o.Store == nil {
 		o.Store = memory.New()
 	}
@@ -312,7 +372,7 @@ func New(o Options) (*Middleware, error) {
 		if _, err := io.ReadFull(o.Rand, o.KeyEncryptionKey); err != nil {
 			return nil, fmt.Errorf("dynkey/middleware: generating a key-encryption key: %w", err)
 		}
-		o.Logger.Warn("dynkey: no KeyEncryptionKey configured; using a random one for this process only")
+		o.Logger.Info("dynkey: no KeyEncryptionKey configured; the memory store uses a random one for this process")
 	}
 	ks, err := newKEKSet(o.KeyEncryptionKey, o.PreviousKeyEncryptionKeys)
 	if err != nil {
@@ -391,11 +451,75 @@ type Session struct {
 }
 
 // FromContext returns the dynkey session of a request opened by the
-// middleware.
+// net/http wrappers (or an adapter that stores it with [NewContext]). ok is
+// false for a request that was not encrypted: a plain request of an
+// optional route, or one Options.Next skipped.
 func FromContext(ctx context.Context) (*Session, bool) {
 	s, ok := ctx.Value(ctxKey{}).(*Session)
-	return s, ok
+	return s, ok && s != nil
 }
+
+// IsEncrypted reports whether the request of ctx arrived encrypted (a
+// session is in ctx): on an optional route, false for a plain request.
+func IsEncrypted(ctx context.Context) bool {
+	_, ok := FromContext(ctx)
+	return ok
+}
+
+// NewContext returns ctx carrying s, for [FromContext]; adapters whose
+// framework keeps a context.Context per request use it.
+func NewContext(ctx context.Context, s *Session) context.Context {
+	return context.WithValue(ctx, ctxKey{}, s)
+}
+
+// ErrConfig is wrapped by every error New returns for options that cannot
+// work (a missing Authenticator, a durable store without a
+// KeyEncryptionKey, a nil store behind a non-nil interface, …).
+var ErrConfig = errors.New("dynkey/middleware: invalid options")
+
+// checkConfig refuses options that cannot work, before anything is
+// defaulted or touched.
+func checkConfig(o *Options) error {
+	if o.Store != nil && isNilPointer(o.Store) {
+		return fmt.Errorf("%w: Store is a nil %T (did opening the store fail?)", ErrConfig, o.Store)
+	}
+	if o.Authenticator == nil || isNilPointer(o.Authenticator) {
+		return fmt.Errorf("%w: Authenticator is required (login checks passwords with it); e.g. auth.NewArgon2id", ErrConfig)
+	}
+	if _, isMem := o.Store.(*memory.Store); o.Store != nil && !isMem && o.KeyEncryptionKey == nil {
+		return fmt.Errorf("%w: KeyEncryptionKey is required with a durable store (%T): a random one would make the stored keys unreadable after a restart", ErrConfig, o.Store)
+	}
+	if o.KeyEncryptionKey != nil && len(o.KeyEncryptionKey) != 32 {
+		return fmt.Errorf("%w: KeyEncryptionKey must be 32 bytes, not %d", ErrConfig, len(o.KeyEncryptionKey))
+	}
+	if o.LoginLimiter != nil && isNilPointer(o.LoginLimiter) {
+		return fmt.Errorf("%w: LoginLimiter is a nil %T", ErrConfig, o.LoginLimiter)
+	}
+	if o.Observer != nil && isNilPointer(o.Observer) {
+		return fmt.Errorf("%w: Observer is a nil %T", ErrConfig, o.Observer)
+	}
+	if o.ServerPolicy != nil && isNilPointer(o.ServerPolicy) {
+		return fmt.Errorf("%w: ServerPolicy is a nil %T", ErrConfig, o.ServerPolicy)
+	}
+	return nil
+}
+
+// isNilPointer reports whether v, a non-nil interface value, holds a nil
+// pointer (or nil map, func, chan, slice): calling its methods would panic.
+func isNilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// timeSince is time.Since(start) for the observer.
+func timeSince(start time.Time) time.Duration { return time.Since(start) }
+
+// wireFormat reports whether err is a wire format error.
+func wireFormat(err error) bool { return errors.Is(err, wire.ErrFormat) }
 
 var (
 	errNotFound = store.ErrNotFound

@@ -64,6 +64,10 @@ func mtUsers(t *testing.T) *auth.Argon2id {
 	return users
 }
 
+// mtNoUsers is an Authenticator that knows no user, for tests that do not
+// log in.
+var mtNoUsers = auth.AuthenticatorFunc(func(context.Context, string, string) error { return auth.ErrBadCredentials })
+
 func mtKEK(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
 // mtServer serves whatever middleware is current at one loopback address,
@@ -133,14 +137,14 @@ func mtEcho(t *testing.T, s *mtServer, hc *http.Client, body string) string {
 
 func TestNewRejectsBadKeyEncryptionKey(t *testing.T) {
 	for _, n := range []int{0, 1, 16, 31, 33, 64} {
-		_, err := New(Options{KeyEncryptionKey: make([]byte, n), MaintainInterval: -1, Logger: mtQuiet})
+		_, err := New(Options{Authenticator: mtNoUsers, KeyEncryptionKey: make([]byte, n), MaintainInterval: -1, Logger: mtQuiet})
 		require.Error(t, err, "%d bytes", n)
 		require.ErrorContains(t, err, "KeyEncryptionKey must be 32 bytes")
 	}
 }
 
 func TestNewRejectsUnknownSuite(t *testing.T) {
-	_, err := New(Options{Suite: "rot13", KeyEncryptionKey: mtKEK(1), MaintainInterval: -1, Logger: mtQuiet})
+	_, err := New(Options{Authenticator: mtNoUsers, Suite: "rot13", KeyEncryptionKey: mtKEK(1), MaintainInterval: -1, Logger: mtQuiet})
 	require.ErrorIs(t, err, crypto.ErrUnknownSuite)
 	require.ErrorContains(t, err, `"rot13"`)
 	names := crypto.Names()
@@ -152,13 +156,13 @@ func TestNewRejectsUnknownSuite(t *testing.T) {
 }
 
 func TestNewRejectsBadIdentityKey(t *testing.T) {
-	_, err := New(Options{IdentityKey: make(ed25519.PrivateKey, 10), KeyEncryptionKey: mtKEK(1), MaintainInterval: -1, Logger: mtQuiet})
+	_, err := New(Options{Authenticator: mtNoUsers, IdentityKey: make(ed25519.PrivateKey, 10), KeyEncryptionKey: mtKEK(1), MaintainInterval: -1, Logger: mtQuiet})
 	require.ErrorContains(t, err, "IdentityKey")
 }
 
 // The defaults documented on Options hold, and explicit values are kept.
 func TestNewDefaults(t *testing.T) {
-	m, err := New(Options{MaintainInterval: -1, Logger: mtQuiet, KeyEncryptionKey: mtKEK(1)})
+	m, err := New(Options{Authenticator: mtNoUsers, MaintainInterval: -1, Logger: mtQuiet, KeyEncryptionKey: mtKEK(1)})
 	require.NoError(t, err)
 	defer m.Close()
 	o := m.o
@@ -193,7 +197,7 @@ func TestNewDefaults(t *testing.T) {
 	require.NotNil(t, o.Logger)
 
 	// MaintainInterval: 10s unless disabled.
-	m2, err := New(Options{Logger: mtQuiet, KeyEncryptionKey: mtKEK(1)})
+	m2, err := New(Options{Authenticator: mtNoUsers, Logger: mtQuiet, KeyEncryptionKey: mtKEK(1)})
 	require.NoError(t, err)
 	require.Equal(t, 10*time.Second, m2.o.MaintainInterval)
 	start := time.Now()
@@ -202,9 +206,9 @@ func TestNewDefaults(t *testing.T) {
 
 	// No KeyEncryptionKey: a random one, different for each middleware.
 	var warned bytes.Buffer
-	m3, err := New(Options{MaintainInterval: -1, Logger: slog.New(slog.NewTextHandler(&warned, nil))})
+	m3, err := New(Options{Authenticator: mtNoUsers, MaintainInterval: -1, Logger: slog.New(slog.NewTextHandler(&warned, nil))})
 	require.NoError(t, err)
-	m4, err := New(Options{MaintainInterval: -1, Logger: mtQuiet})
+	m4, err := New(Options{Authenticator: mtNoUsers, MaintainInterval: -1, Logger: mtQuiet})
 	require.NoError(t, err)
 	defer m3.Close()
 	defer m4.Close()
@@ -215,7 +219,7 @@ func TestNewDefaults(t *testing.T) {
 
 	// Explicit values are kept.
 	st := memory.New()
-	explicit := Options{Suite: "ecies-p256", Store: st, KeyEncryptionKey: mtKEK(2), ServerPolicy: policy.MaxAge(time.Hour),
+	explicit := Options{Authenticator: mtNoUsers, Suite: "ecies-p256", Store: st, KeyEncryptionKey: mtKEK(2), ServerPolicy: policy.MaxAge(time.Hour),
 		ServerKeyGrace: time.Minute, ClientKeyGrace: 3 * time.Second, TokenTTL: time.Hour, FreshnessWindow: 5 * time.Second,
 		RotationOffsetThreshold: time.Second, RotateClientAfter: time.Minute, MaxBodySize: 10, MaxFailedLogins: 2,
 		LoginThrottleWindow: time.Minute, MaintainInterval: -1, Logger: mtQuiet}
@@ -469,7 +473,7 @@ func TestMaintainRotatesByPolicy(t *testing.T) {
 	ctx := context.Background()
 	clk := newMTClock()
 	st := memory.New()
-	m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(4), ServerPolicy: policy.Uptime(time.Hour),
+	m, err := New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(4), ServerPolicy: policy.Uptime(time.Hour),
 		MaintainInterval: -1, Now: clk.Now, Logger: mtQuiet})
 	require.NoError(t, err)
 	defer m.Close()
@@ -500,7 +504,7 @@ func TestConcurrentRotationAcrossInstances(t *testing.T) {
 	st := memory.New()
 	var ms []*Middleware
 	for range 2 {
-		m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(5), MaintainInterval: -1, Logger: mtQuiet})
+		m, err := New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(5), MaintainInterval: -1, Logger: mtQuiet})
 		require.NoError(t, err)
 		defer m.Close()
 		ms = append(ms, m)
@@ -539,7 +543,7 @@ func TestConcurrentRotationAcrossInstances(t *testing.T) {
 // A store that fails makes New fail with the store's error, not a panic.
 func TestNewStoreFailure(t *testing.T) {
 	boom := errors.New("store down")
-	_, err := New(Options{Store: mtFailingStore{boom}, KeyEncryptionKey: mtKEK(6), MaintainInterval: -1, Logger: mtQuiet})
+	_, err := New(Options{Authenticator: mtNoUsers, Store: mtFailingStore{boom}, KeyEncryptionKey: mtKEK(6), MaintainInterval: -1, Logger: mtQuiet})
 	require.ErrorIs(t, err, boom)
 }
 

@@ -18,32 +18,6 @@ import (
 	"github.com/dynkey/dynkey/wire"
 )
 
-// problemError is a refusal on its way to the client.
-type problemError struct {
-	p   *wire.Problem
-	err error // internal cause, logged, never sent
-}
-
-func (e *problemError) Error() string { return e.p.Error() }
-
-func refuse(code wire.Code, detail string) *problemError {
-	return &problemError{p: wire.NewProblem(code, detail)}
-}
-
-// unavailable reports a failure of the store (or of randomness) as 503:
-// the client may retry; nothing about the request was wrong.
-func unavailable(err error) *problemError {
-	return &problemError{p: wire.NewProblem(wire.CodeUnavailable, "state store unavailable, retry later"), err: err}
-}
-
-// Exchange is one opened request: it seals the response so that only the
-// sender of the request can read it, bound to that request.
-type Exchange struct {
-	m         *Middleware
-	secret    []byte
-	messageID [wire.MessageIDSize]byte
-}
-
 // opened is the result of the common opening steps.
 type opened struct {
 	req     *wire.Request
@@ -54,47 +28,76 @@ type opened struct {
 	sr      sessionRecord // as loaded, before any rotation by this message
 }
 
-// readEnvelope reads a request body, bounded in size and in time (item 6 of
+// readEnvelope returns a request's envelope bytes, from the
+// Dynkey-Envelope header or from the body, bounded in size (item 6 of
 // docs/PROTOCOL.md §4 limits): a declared Content-Length over the limit is
-// refused before a byte is read (so no "100 Continue" is sent), and the
-// body must arrive within Options.ReadTimeout.
-func (m *Middleware) readEnvelope(w http.ResponseWriter, r *http.Request) ([]byte, *problemError) {
-	if r.Body == nil || r.Body == http.NoBody {
+// refused before a byte is read (so no "100 Continue" is sent). A request
+// with both a header envelope and a body is refused: which one would be
+// authenticated is exactly the ambiguity an attacker wants.
+func (m *Middleware) readEnvelope(r *Request) ([]byte, *Problem) {
+	if r.Envelope != "" {
+		if len(r.Envelope) > wire.MaxEnvelopeHeaderSize {
+			return nil, refuse(wire.CodeTooLarge, "the "+wire.EnvelopeHeader+" header exceeds "+
+				strconv.Itoa(wire.MaxEnvelopeHeaderSize)+" bytes; send the envelope as the body")
+		}
+		if hasBody(r) {
+			return nil, refuse(wire.CodeBadFormat, "a request carries its envelope in the "+wire.EnvelopeHeader+
+				" header or in its body, not both").withHeader("Connection", "close")
+		}
+		env, err := wire.DecodeHeaderEnvelope(r.Envelope)
+		if err != nil {
+			return nil, refuse(wire.CodeBadFormat, err.Error())
+		}
+		return env, nil
+	}
+	if r.Body == nil || r.ContentLength == 0 {
 		return nil, refuse(wire.CodeNotEncrypted, "the request has no dynkey envelope")
 	}
 	limit := m.o.MaxBodySize + envelopeOverhead
-	tooLarge := refuse(wire.CodeTooLarge, "body exceeds "+strconv.FormatInt(m.o.MaxBodySize, 10)+" bytes")
+	tooLarge := func() *Problem {
+		return refuse(wire.CodeTooLarge, "body exceeds "+strconv.FormatInt(m.o.MaxBodySize, 10)+" bytes").
+			withHeader("Connection", "close")
+	}
 	if r.ContentLength > limit {
-		w.Header().Set("Connection", "close")
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
-	// The deadline is on the real clock (it is the connection's), not
-	// Options.Now. A writer that cannot set one (ErrNotSupported: HTTP/2
-	// streams on old servers, test recorders) keeps the server's own
-	// timeouts.
-	rc := http.NewResponseController(w)
-	deadline := rc.SetReadDeadline(time.Now().Add(m.o.ReadTimeout)) == nil
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		// The deadline stays in the past: the server cannot drain the
-		// rest of the body and closes the connection.
-		w.Header().Set("Connection", "close")
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			return nil, tooLarge
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, refuse(wire.CodeBadFormat, "the body did not arrive within the read timeout")
+		// The server cannot drain the rest of the body: close the
+		// connection.
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, refuse(wire.CodeBadFormat, "the body did not arrive within the read timeout").withHeader("Connection", "close")
 		}
-		return nil, refuse(wire.CodeBadFormat, "reading the body failed")
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge()
+		}
+		return nil, refuse(wire.CodeBadFormat, "reading the body failed").withHeader("Connection", "close")
 	}
-	if deadline {
-		_ = rc.SetReadDeadline(time.Time{})
+	if int64(len(body)) > limit {
+		return nil, tooLarge()
+	}
+	if len(body) == 0 && r.ContentLength < 0 {
+		return nil, refuse(wire.CodeNotEncrypted, "the request has no dynkey envelope")
 	}
 	if len(body) < 2 || body[0] != 'D' || body[1] != 'K' {
 		return nil, refuse(wire.CodeNotEncrypted, "the body is not a dynkey envelope")
 	}
 	return body, nil
+}
+
+// hasBody reports whether r has a non-empty body, reading at most one byte
+// when its length is unknown.
+func hasBody(r *Request) bool {
+	if r.Body == nil || r.ContentLength == 0 {
+		return false
+	}
+	if r.ContentLength > 0 {
+		return true
+	}
+	var one [1]byte
+	n, _ := io.ReadFull(r.Body, one[:])
+	return n > 0
 }
 
 // envelopeOverhead is what an envelope may add to MaxBodySize: header,
@@ -103,7 +106,7 @@ const envelopeOverhead = 64 * 1024
 
 // parseAndCheck does the cheap checks shared by login and requests: format,
 // type, suite, server key id and freshness.
-func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, now time.Time) (*wire.Request, *serverKey, *problemError) {
+func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, now time.Time) (*wire.Request, *serverKey, *Problem) {
 	req, err := wire.ParseRequest(body)
 	if err != nil {
 		return nil, nil, refuse(wire.CodeBadFormat, err.Error())
@@ -124,7 +127,7 @@ func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, n
 	}
 	if sk == nil || sk.suite.Name() != req.Suite {
 		p := refuse(wire.CodeServerKeyUnknown, "unknown or retired server key "+req.ServerKeyID.String())
-		p.p.Directory, _, _ = m.directory(req.Suite)
+		p.Directory, _, _ = m.directory(req.Suite)
 		return nil, nil, p
 	}
 	// Freshness against the server's own clock: the client's estimate is
@@ -135,7 +138,7 @@ func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, n
 	// overflows, is stale.
 	if !fresh(req.STime, req.Elapsed, unixMs(now), durMs(m.o.FreshnessWindow)) {
 		p := refuse(wire.CodeStale, "message time is outside the freshness window")
-		p.p.STime = now.UnixMilli()
+		p.STime = now.UnixMilli()
 		return nil, nil, p
 	}
 	return req, sk, nil
@@ -147,7 +150,7 @@ func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, n
 // user, or the client key of a login), so an unauthenticated sender costs no
 // store write and nobody can occupy another sender's ids. The user, not the
 // session: a retry after logging in again must still find its id.
-func (m *Middleware) markSeen(ctx context.Context, scope string, id [wire.MessageIDSize]byte, now time.Time) *problemError {
+func (m *Middleware) markSeen(ctx context.Context, scope string, id [wire.MessageIDSize]byte, now time.Time) *Problem {
 	first, err := m.o.Store.MarkSeen(ctx, "dynkey/msg/"+scope+"/"+hex.EncodeToString(id[:]), now.Add(m.replayWindow()))
 	if err != nil {
 		return unavailable(err)
@@ -178,9 +181,8 @@ const replayMargin = time.Minute
 
 // open runs every check of a TypeRequest envelope, cheap ones first, then
 // the one public-key operation, then a client key rotation if asked for.
-func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool) (*opened, *problemError) {
-	ctx := r.Context()
-	body, perr := m.readEnvelope(w, r)
+func (m *Middleware) open(ctx context.Context, r *Request, heartbeat bool) (*opened, *Problem) {
+	body, perr := m.readEnvelope(r)
 	if perr != nil {
 		return nil, perr
 	}
@@ -239,7 +241,7 @@ func (m *Middleware) open(w http.ResponseWriter, r *http.Request, heartbeat bool
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	aad := wire.RequestAAD(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, req.Header)
+	aad := wire.RequestAAD(r.Method, r.EscapedPath, r.RawQuery, req.Header)
 	pt, secret, err := m.openMessage(sk, cpk, wire.InfoRequest, aad, req.Ciphertext)
 	if err != nil {
 		return nil, refuse(wire.CodeDecryptFailed, "the envelope did not authenticate")
@@ -290,7 +292,7 @@ func (m *Middleware) clientKeyDecision(installed int64, id wire.KeyID, now time.
 // already authenticated by the current client key; the new key must prove
 // possession too, time_offset must match the server's view (claim 4), and
 // the swap is a compare-and-swap so concurrent rotations cannot both win.
-func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverKey, sr *sessionRecord, version uint64, now time.Time) *problemError {
+func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverKey, sr *sessionRecord, version uint64, now time.Time) *Problem {
 	in := o.inner
 	// Checked integer milliseconds: a time_offset near the int64 extremes
 	// is outside any threshold, never wrapped into it.
@@ -340,104 +342,4 @@ func (m *Middleware) rotateClientKey(ctx context.Context, o *opened, sk *serverK
 	o.session.Rotated = true
 	o.session.ClientKeyID = wire.ComputeKeyID(sr.Suite, in.NewClientKey)
 	return nil
-}
-
-// OpenRequest opens the dynkey envelope of a request to a protected route.
-// On success it returns the request to pass to the handler (body replaced by
-// the plaintext, Content-Type by the sealed one, the Session in its
-// context) and the Exchange that seals the response. On failure it has
-// written the problem response and returns ok == false; the handler must
-// not run.
-func (m *Middleware) OpenRequest(w http.ResponseWriter, r *http.Request) (*http.Request, *Exchange, bool) {
-	o, perr := m.open(w, r, false)
-	if perr != nil {
-		m.writeProblem(w, perr)
-		return nil, nil, false
-	}
-	r2 := r.WithContext(context.WithValue(r.Context(), ctxKey{}, o.session))
-	r2.Body = io.NopCloser(bytes.NewReader(o.inner.Body))
-	r2.ContentLength = int64(len(o.inner.Body))
-	r2.Header = r.Header.Clone()
-	r2.Header.Del("Content-Type")
-	if o.inner.ContentType != "" {
-		r2.Header.Set("Content-Type", o.inner.ContentType)
-	}
-	r2.Header.Set("Content-Length", strconv.Itoa(len(o.inner.Body)))
-	r2.GetBody = nil
-	return r2, &Exchange{m: m, secret: o.secret, messageID: o.req.MessageID}, true
-}
-
-// WriteResponse seals body as the response to the exchange's request and
-// writes it with the given status. The Content-Type in w's header, if any,
-// is sealed with the body and replaced by application/dynkey; other headers
-// travel as they are (dynkey protects bodies, not headers).
-func (x *Exchange) WriteResponse(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	ct := h.Get("Content-Type")
-	if ct == "" && len(body) > 0 {
-		ct = http.DetectContentType(body)
-	}
-	env, err := wire.SealResponse(x.m.o.Rand, x.secret, x.messageID, status, ct, body)
-	if err != nil {
-		x.m.log.Error("dynkey: sealing a response", "err", err)
-		x.m.writeProblem(w, unavailable(err))
-		return
-	}
-	h.Set("Content-Type", wire.MediaType)
-	h.Set("Content-Length", strconv.Itoa(len(env)))
-	h.Del("Content-Encoding")
-	h.Set("Cache-Control", "no-store")
-	h.Del(wire.StatusHeader)
-	if !wire.StatusCarriesBody(status) {
-		// 1xx, 204 and 304 cannot carry the envelope: send 200 and the
-		// real status in a header, authenticated by the response AAD.
-		h.Set(wire.StatusHeader, strconv.Itoa(status))
-		status = http.StatusOK
-	}
-	w.WriteHeader(status)
-	_, _ = w.Write(env)
-}
-
-// Handler protects next: every request must be a dynkey envelope; next sees
-// the plaintext and its response is sealed. Responses are buffered in memory
-// (no streaming).
-func (m *Middleware) Handler(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r2, x, ok := m.OpenRequest(w, r)
-		if !ok {
-			return
-		}
-		bw := &bufferedWriter{header: http.Header{}}
-		next.ServeHTTP(bw, r2)
-		for k, v := range bw.header {
-			w.Header()[k] = v
-		}
-		x.WriteResponse(w, bw.statusOr200(), bw.buf.Bytes())
-	})
-}
-
-// bufferedWriter collects a handler's response so it can be sealed.
-type bufferedWriter struct {
-	header http.Header
-	buf    bytes.Buffer
-	status int
-}
-
-func (b *bufferedWriter) Header() http.Header { return b.header }
-func (b *bufferedWriter) Write(p []byte) (int, error) {
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	return b.buf.Write(p)
-}
-func (b *bufferedWriter) WriteHeader(code int) {
-	if b.status == 0 {
-		b.status = code
-	}
-}
-func (b *bufferedWriter) statusOr200() int {
-	if b.status == 0 {
-		return http.StatusOK
-	}
-	return b.status
 }

@@ -158,12 +158,12 @@ func TestRingConsistencyChecks(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			st := memory.New()
 			log := &rtLog{}
-			m, err := New(Options{Store: st, KeyEncryptionKey: kek, MaintainInterval: -1, Logger: log.logger()})
+			m, err := New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: kek, MaintainInterval: -1, Logger: log.logger()})
 			require.NoError(t, err)
 			defer m.Close()
 			rtForge(t, st, kek, func(ks *kekSet, rec *ringRecord) { c.change(t, m, ks, rec) })
 
-			_, err = New(Options{Store: st, KeyEncryptionKey: kek, MaintainInterval: -1, Logger: mtQuiet})
+			_, err = New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: kek, MaintainInterval: -1, Logger: mtQuiet})
 			require.ErrorIs(t, err, ErrRecordRefused)
 			require.ErrorContains(t, err, c.want)
 			// The running instance refuses it too, logs it, and stops
@@ -232,7 +232,7 @@ func TestMaintainLogsOnlyRotationsThatLanded(t *testing.T) {
 	ctx := context.Background()
 	clk := newMTClock()
 	shared := memory.New()
-	o := Options{KeyEncryptionKey: mtKEK(22), ServerPolicy: policy.Uptime(time.Hour), MaintainInterval: -1, Now: clk.Now}
+	o := Options{Authenticator: mtNoUsers, KeyEncryptionKey: mtKEK(22), ServerPolicy: policy.Uptime(time.Hour), MaintainInterval: -1, Now: clk.Now}
 	ob := o
 	ob.Store, ob.Logger = shared, mtQuiet
 	b, err := New(ob)
@@ -271,17 +271,17 @@ func (s *rtRaceStore) CompareAndSwap(ctx context.Context, key string, old uint64
 
 func TestRequireKeyRing(t *testing.T) {
 	st := memory.New()
-	_, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(23), RequireKeyRing: true, MaintainInterval: -1, Logger: mtQuiet})
+	_, err := New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(23), RequireKeyRing: true, MaintainInterval: -1, Logger: mtQuiet})
 	require.ErrorIs(t, err, ErrNoKeyRing)
 	_, err = st.Get(context.Background(), ringKey)
 	require.ErrorIs(t, err, store.ErrNotFound, "nothing created")
 
 	log := &rtLog{}
-	m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(23), MaintainInterval: -1, Logger: log.logger()})
+	m, err := New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(23), MaintainInterval: -1, Logger: log.logger()})
 	require.NoError(t, err)
 	m.Close()
 	require.Equal(t, 1, log.count(slog.LevelInfo, "created a new one"), "an in-process store starts empty by design: Info")
-	m, err = New(Options{Store: st, KeyEncryptionKey: mtKEK(23), RequireKeyRing: true, MaintainInterval: -1, Logger: log.logger()})
+	m, err = New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(23), RequireKeyRing: true, MaintainInterval: -1, Logger: log.logger()})
 	require.NoError(t, err)
 	m.Close()
 	require.Equal(t, 1, log.count(slog.LevelInfo, "created a new one"), "loading is not creating")
@@ -290,9 +290,9 @@ func TestRequireKeyRing(t *testing.T) {
 	sq, err := sqlite.Open(path)
 	require.NoError(t, err)
 	defer sq.Close()
-	_, err = New(Options{Store: sq, KeyEncryptionKey: mtKEK(23), RequireKeyRing: true, MaintainInterval: -1, Logger: mtQuiet})
+	_, err = New(Options{Authenticator: mtNoUsers, Store: sq, KeyEncryptionKey: mtKEK(23), RequireKeyRing: true, MaintainInterval: -1, Logger: mtQuiet})
 	require.ErrorIs(t, err, ErrNoKeyRing)
-	m, err = New(Options{Store: sq, KeyEncryptionKey: mtKEK(23), MaintainInterval: -1, Logger: log.logger()})
+	m, err = New(Options{Authenticator: mtNoUsers, Store: sq, KeyEncryptionKey: mtKEK(23), MaintainInterval: -1, Logger: log.logger()})
 	require.NoError(t, err)
 	m.Close()
 	require.Equal(t, 1, log.count(slog.LevelWarn, "created a new one"))
@@ -302,12 +302,12 @@ func TestConfiguredIdentityMustMatchTheStore(t *testing.T) {
 	st := memory.New()
 	_, id1, _ := ed25519.GenerateKey(nil)
 	_, id2, _ := ed25519.GenerateKey(nil)
-	m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(24), IdentityKey: id1, MaintainInterval: -1, Logger: mtQuiet})
+	m, err := New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(24), IdentityKey: id1, MaintainInterval: -1, Logger: mtQuiet})
 	require.NoError(t, err)
 	m.Close()
-	_, err = New(Options{Store: st, KeyEncryptionKey: mtKEK(24), IdentityKey: id2, MaintainInterval: -1, Logger: mtQuiet})
+	_, err = New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(24), IdentityKey: id2, MaintainInterval: -1, Logger: mtQuiet})
 	require.ErrorIs(t, err, ErrIdentityMismatch)
-	m, err = New(Options{Store: st, KeyEncryptionKey: mtKEK(24), IdentityKey: id1, MaintainInterval: -1, Logger: mtQuiet})
+	m, err = New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(24), IdentityKey: id1, MaintainInterval: -1, Logger: mtQuiet})
 	require.NoError(t, err)
 	m.Close()
 }
@@ -417,7 +417,7 @@ func TestDestroyedKeyLeavesNoCopyOnDisk(t *testing.T) {
 	st, err := sqlite.Open(path)
 	require.NoError(t, err)
 	defer st.Close()
-	m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(26), ServerKeyGrace: time.Minute,
+	m, err := New(Options{Authenticator: mtNoUsers, Store: st, KeyEncryptionKey: mtKEK(26), ServerKeyGrace: time.Minute,
 		MaintainInterval: -1, Now: clk.Now, Logger: mtQuiet})
 	require.NoError(t, err)
 	defer m.Close()
@@ -541,16 +541,16 @@ func TestRotateKEKEverySuite(t *testing.T) {
 		t.Run(suite, func(t *testing.T) {
 			ctx := context.Background()
 			st := memory.New()
-			m, err := New(Options{Suite: suite, Store: st, KeyEncryptionKey: mtKEK(30), MaintainInterval: -1, Logger: mtQuiet})
+			m, err := New(Options{Authenticator: mtNoUsers, Suite: suite, Store: st, KeyEncryptionKey: mtKEK(30), MaintainInterval: -1, Logger: mtQuiet})
 			require.NoError(t, err)
 			defer m.Close()
 			require.NoError(t, m.Rotate(ctx)) // a decrypt-only key too
 			want := m.ring.Load().primary.id
 			require.NoError(t, m.RotateKEK(ctx, mtKEK(31)))
 
-			_, err = New(Options{Suite: suite, Store: st, KeyEncryptionKey: mtKEK(30), MaintainInterval: -1, Logger: mtQuiet})
+			_, err = New(Options{Authenticator: mtNoUsers, Suite: suite, Store: st, KeyEncryptionKey: mtKEK(30), MaintainInterval: -1, Logger: mtQuiet})
 			require.ErrorIs(t, err, ErrRecordRefused)
-			m2, err := New(Options{Suite: suite, Store: st, KeyEncryptionKey: mtKEK(31), MaintainInterval: -1, Logger: mtQuiet})
+			m2, err := New(Options{Authenticator: mtNoUsers, Suite: suite, Store: st, KeyEncryptionKey: mtKEK(31), MaintainInterval: -1, Logger: mtQuiet})
 			require.NoError(t, err)
 			defer m2.Close()
 			require.Equal(t, want, m2.ring.Load().primary.id)

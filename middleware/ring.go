@@ -271,13 +271,17 @@ func (m *Middleware) Rotate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
+	err = m.updateRing(ctx, func(rec *ringRecord) (bool, error) {
 		m.retirePrimary(rec, m.suite.Name())
 		nk.PrimarySince = m.now().UnixMilli()
 		rec.Keys = append(rec.Keys, nk)
 		rec.Epoch++
 		return true, nil
 	})
+	if err == nil {
+		m.observeRotation(SideServer, m.suite.Name(), "manual")
+	}
+	return err
 }
 
 // adoptSuite adds a primary key for the configured suite when the ring has
@@ -387,6 +391,7 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 		}
 		if rotated {
 			m.log.Info("dynkey: server key rotated", "policy", m.o.ServerPolicy.String(), "suite", suiteName, "key_id", nk.ID)
+			m.observeRotation(SideServer, suiteName, "policy")
 		}
 	}
 	destroyed := false

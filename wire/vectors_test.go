@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -69,6 +70,11 @@ type suiteVectors struct {
 	Login     messageVector   `json:"login"`
 	Request   messageVector   `json:"request"`
 	Rotation  messageVector   `json:"rotation"`
+	// HeaderGet is a GET whose envelope travels in the Dynkey-Envelope
+	// header; Head a HEAD request, whose response envelope travels in the
+	// Dynkey-Response header (docs/PROTOCOL.md §4 and §5).
+	HeaderGet messageVector   `json:"header_get"`
+	Head      messageVector   `json:"head"`
 	Problems  []problemVector `json:"problems"`
 }
 
@@ -137,6 +143,12 @@ type messageVector struct {
 	Envelope    hexBytes     `json:"envelope"`       // out: header_bytes || ciphertext
 	Secret      hexBytes     `json:"secret"`         // out: HPKE Export("dynkey/v1 message secret", 32)
 	Response    responseVec  `json:"response"`
+	// Transport is "header" when the envelope travels in the
+	// Dynkey-Envelope request header (in), absent for a body.
+	Transport string `json:"transport,omitempty"`
+	// EnvelopeHeader is the Dynkey-Envelope header value: base64url
+	// without padding of envelope (out, header transport only).
+	EnvelopeHeader string `json:"envelope_header,omitempty"`
 }
 
 type headerVector struct {
@@ -177,6 +189,10 @@ type responseVec struct {
 	Plaintext   hexBytes `json:"plaintext"`    // out: u16 len(content_type) || content_type || body
 	AAD         hexBytes `json:"aad"`          // out: envelope bytes 0..37 || u16 status || message_id
 	Envelope    hexBytes `json:"envelope"`     // out
+	// Header is the Dynkey-Response header value of a HEAD response:
+	// base64url without padding of envelope, whose body is empty (out, HEAD
+	// only).
+	Header string `json:"header,omitempty"`
 }
 
 type problemVector struct {
@@ -275,6 +291,30 @@ func vectorInputs(s crypto.Suite) *suiteVectors {
 		Inner:   innerVector{TimeOffset: i64(tRotateElaps), ContentType: ""},
 		EphSeed: vseed(n, "rotation ephemeral", 32),
 		Response: responseVec{Nonce: vseed(n, "rotation response nonce", 32), Status: 200,
+			ContentType: "application/json"},
+	}
+
+	// A GET through the header: empty request body, a JSON response.
+	v.HeaderGet = messageVector{
+		Method: "GET", Path: "/api/items/7", Query: "fields=name%2Cprice", Sender: "client", Recipient: "server",
+		Transport: "header",
+		Header: headerVector{Type: wire.TypeRequest, Token: token, MessageID: vseed(n, "header get message id", 16),
+			STime: tLoginServer, Elapsed: tRequestElaps + 500},
+		Inner:   innerVector{ContentType: ""},
+		EphSeed: vseed(n, "header get ephemeral", 32),
+		Response: responseVec{Nonce: vseed(n, "header get response nonce", 32), Status: 200,
+			ContentType: "application/json", Body: []byte(`{"id":7,"name":"tea","price":3}`)},
+	}
+	// A HEAD: the response's envelope seals the status and content type
+	// with an empty body, and travels in Dynkey-Response.
+	v.Head = messageVector{
+		Method: "HEAD", Path: "/api/items/7", Query: "", Sender: "client", Recipient: "server",
+		Transport: "header",
+		Header: headerVector{Type: wire.TypeRequest, Token: token, MessageID: vseed(n, "head message id", 16),
+			STime: tLoginServer, Elapsed: tRequestElaps + 900},
+		Inner:   innerVector{ContentType: ""},
+		EphSeed: vseed(n, "head ephemeral", 32),
+		Response: responseVec{Nonce: vseed(n, "head response nonce", 32), Status: 200,
 			ContentType: "application/json"},
 	}
 
@@ -424,7 +464,8 @@ func derive(in *suiteVectors) (*suiteVectors, error) {
 	for _, m := range []struct {
 		in  *messageVector
 		out *messageVector
-	}{{&in.Login, &out.Login}, {&in.Request, &out.Request}, {&in.Rotation, &out.Rotation}} {
+	}{{&in.Login, &out.Login}, {&in.Request, &out.Request}, {&in.Rotation, &out.Rotation},
+		{&in.HeaderGet, &out.HeaderGet}, {&in.Head, &out.Head}} {
 		if err := deriveMessage(s, out, priv, m.in, m.out); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", m.in.Method, m.in.Path, err)
 		}
@@ -526,6 +567,19 @@ func deriveMessage(s crypto.Suite, v *suiteVectors, priv derivedKeys, in, out *m
 		return err
 	}
 	out.Envelope = append(bytes.Clone(out.HeaderBytes), out.Ciphertext...)
+	switch in.Transport {
+	case "":
+	case "header":
+		out.Transport = in.Transport
+		// Computed here from RFC 4648 §5 (URL alphabet, no padding),
+		// independently of wire.EncodeHeaderEnvelope.
+		out.EnvelopeHeader = strings.TrimRight(base64.URLEncoding.EncodeToString(out.Envelope), "=")
+		if len(out.EnvelopeHeader) > wire.MaxEnvelopeHeaderSize {
+			return fmt.Errorf("header envelope of %d bytes", len(out.EnvelopeHeader))
+		}
+	default:
+		return fmt.Errorf("transport %q", in.Transport)
+	}
 
 	// Response. The intermediate values are computed here independently of
 	// wire, from the construction in docs/PROTOCOL.md, and the envelope
@@ -558,6 +612,12 @@ func deriveMessage(s crypto.Suite, v *suiteVectors, priv derivedKeys, in, out *m
 	}
 	if manual := gcm.Seal(head, out.Response.AEADNonce, out.Response.Plaintext, out.Response.AAD); !bytes.Equal(manual, out.Response.Envelope) {
 		return fmt.Errorf("SealResponse differs from the documented construction:\n got %x\nwant %x", out.Response.Envelope, manual)
+	}
+	if in.Method == "HEAD" {
+		if len(r.Body) != 0 {
+			return errors.New("a HEAD response seals an empty body")
+		}
+		out.Response.Header = strings.TrimRight(base64.URLEncoding.EncodeToString(out.Response.Envelope), "=")
 	}
 	return nil
 }
@@ -647,6 +707,8 @@ func TestProtocolVectors(t *testing.T) {
 			checkMessage(t, v, &v.Login)
 			checkMessage(t, v, &v.Request)
 			checkMessage(t, v, &v.Rotation)
+			checkMessage(t, v, &v.HeaderGet)
+			checkMessage(t, v, &v.Head)
 			checkBodies(t, v)
 			checkProblems(t, v)
 		})
@@ -768,6 +830,24 @@ func checkMessage(t *testing.T, v *suiteVectors, m *messageVector) {
 	s := mustSuite(t, v.Suite)
 	recipient, _ := v.keyPair(m.Recipient)
 	sender, _ := v.keyPair(m.Sender)
+
+	// Header transport: the header value decodes to the envelope, and
+	// the HEAD response header to the response envelope.
+	if m.Transport == "header" {
+		env, err := wire.DecodeHeaderEnvelope(m.EnvelopeHeader)
+		if err != nil || !bytes.Equal(env, m.Envelope) {
+			t.Errorf("%s %s: envelope_header does not decode to envelope: %v", m.Method, m.Path, err)
+		}
+		if wire.EncodeHeaderEnvelope(m.Envelope) != m.EnvelopeHeader {
+			t.Errorf("%s %s: EncodeHeaderEnvelope differs from envelope_header", m.Method, m.Path)
+		}
+	}
+	if m.Method == "HEAD" {
+		env, err := wire.DecodeHeaderEnvelope(m.Response.Header)
+		if err != nil || !bytes.Equal(env, m.Response.Envelope) {
+			t.Errorf("HEAD: response header does not decode to the response envelope: %v", err)
+		}
+	}
 
 	// Server side: parse, find the sender's public key, open.
 	req, err := wire.ParseRequest(m.Envelope)

@@ -15,6 +15,13 @@
 // header fields and then the suite's ciphertext; a response ([TypeResponse])
 // continues with a length-prefixed response nonce and then the AEAD
 // ciphertext. Integers are big-endian.
+//
+// # Framing in HTTP
+//
+// An envelope travels as the body (Content-Type [MediaType]) or, for
+// requests without a body, base64url in the [EnvelopeHeader] request header;
+// the response to a HEAD request travels in [ResponseHeader]. The bytes and
+// their associated data are the same either way (header.go).
 package wire
 
 import (

@@ -1,16 +1,14 @@
-// Package dynkeygin is the Gin glue for dynkey: [Middleware] protects routes
-// with a [middleware.Middleware] and [Mount] serves its endpoints. All the
-// protocol work is done by package middleware; this package only adapts
-// Gin's writer so a handler's response can be sealed.
+// Package dynkeygin is the Gin glue for dynkey: [Middleware] protects the
+// engine, groups or routes, [Optional] accepts plain requests too, and
+// [Mount] serves the endpoints. The protocol work is package middleware's.
 //
-//	m, _ := middleware.New(middleware.Options{Store: st, Authenticator: users})
 //	r := gin.New()
 //	dynkeygin.Mount(r, m)
 //	api := r.Group("/api", dynkeygin.Middleware(m))
 //	api.POST("/echo", func(c *gin.Context) { … c.JSON(200, …) })
 //
-// Responses of protected routes are buffered in memory and sealed when the
-// handler chain returns: streaming, Flush and Hijack do not reach the client.
+// Responses are buffered and sealed when the chain returns: streaming,
+// Flush and Hijack do not reach the client.
 package dynkeygin
 
 import (
@@ -26,18 +24,32 @@ import (
 	"github.com/dynkey/dynkey/wire"
 )
 
-// Middleware opens the dynkey envelope of every request it sees, runs the
-// rest of the chain with the plaintext request (the session is in
-// c.Request.Context(), see [middleware.FromContext]) and seals whatever the
-// chain wrote, status and Content-Type included. A refused request gets the
-// middleware's problem response and the chain is aborted: no later handler
-// runs. Add it to the routes or groups to protect, not in front of the
-// routes of [Mount] (login and heartbeat open their own envelopes).
-func Middleware(m *middleware.Middleware) gin.HandlerFunc {
+// Middleware opens the envelope of every request it sees, runs the chain
+// with the plaintext (session: [middleware.FromContext]) and seals what the
+// chain wrote, status and Content-Type included. A refused request gets
+// the problem response and the chain is aborted. Requests Options.Next
+// skips, and the endpoint paths (served by [Mount]), pass untouched.
+func Middleware(m *middleware.Middleware) gin.HandlerFunc { return handler(m, m.OpenRequest) }
+
+// Optional is [Middleware] in optional mode, for routes whose clients are
+// migrating: a plain request runs the chain as it is, unsealed, with no
+// session ([middleware.FromContext] reports ok == false); an encrypted one
+// is opened and sealed as by Middleware.
+func Optional(m *middleware.Middleware) gin.HandlerFunc { return handler(m, m.OpenOptionalRequest) }
+
+type openFunc func(http.ResponseWriter, *http.Request) (*http.Request, *middleware.Exchange, bool)
+
+func handler(m *middleware.Middleware, open openFunc) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		r, x, ok := m.OpenRequest(c.Writer, c.Request)
+		if middleware.IsEndpoint(c.Request.URL.EscapedPath()) || m.Skip(middleware.RequestFromHTTP(c.Request)) {
+			return // the chain continues untouched
+		}
+		r, x, ok := open(c.Writer, c.Request)
 		if !ok {
 			c.Abort()
+			return
+		}
+		if !x.Opened().Encrypted {
 			return
 		}
 		orig := c.Writer
@@ -51,11 +63,9 @@ func Middleware(m *middleware.Middleware) gin.HandlerFunc {
 	}
 }
 
-// Mount routes the dynkey endpoints (key directory, login, heartbeat) to m,
-// for every method, so that a wrong method gets the documented
-// "method-not-allowed" problem with an Allow header (not Gin's plain-text
-// 404). r must be the engine or a group at "/": the endpoints have fixed
-// paths, bound into the login's encryption.
+// Mount routes the endpoints (key directory, login, heartbeat) to m for
+// every method (a wrong one gets the 405 problem with Allow). r must be the
+// engine or a group at "/": the paths are fixed.
 func Mount(r gin.IRouter, m *middleware.Middleware) {
 	if g, ok := r.(interface{ BasePath() string }); ok && g.BasePath() != "/" {
 		panic("dynkeygin: Mount needs the engine or a group at \"/\", not " + g.BasePath())
@@ -67,7 +77,7 @@ func Mount(r gin.IRouter, m *middleware.Middleware) {
 }
 
 // bufferedWriter keeps the response in memory; the header map is the
-// original writer's, so Content-Type set by c.JSON or c.String is sealed.
+// original writer's (Content-Type set by c.JSON is sealed).
 type bufferedWriter struct {
 	gin.ResponseWriter
 	buf    bytes.Buffer
@@ -75,7 +85,7 @@ type bufferedWriter struct {
 	size   int // -1 until the handler writes (Gin's Written() convention)
 }
 
-var errBuffered = errors.New("dynkeygin: the response is sealed after the handler returns; hijacking is not supported")
+var errBuffered = errors.New("dynkeygin: the response is sealed after the handler returns; no hijacking")
 
 func (w *bufferedWriter) WriteHeader(code int) {
 	if code > 0 && !w.Written() {

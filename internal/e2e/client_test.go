@@ -179,6 +179,9 @@ func newSDKEnv(t *testing.T, o middleware.Options) *sdkEnv {
 	}
 	o.Store = e.st
 	o.Authenticator = users
+	if o.KeyEncryptionKey == nil {
+		o.KeyEncryptionKey = bytes.Repeat([]byte{0x5d}, 32) // sdkStore is not *memory.Store
+	}
 	if o.MaintainInterval == 0 {
 		o.MaintainInterval = -1
 	}

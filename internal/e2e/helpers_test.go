@@ -252,7 +252,9 @@ type flight struct {
 	status  int
 	respCT  string
 	resp    []byte
-	next    http.RoundTripper
+	// respProblem is the response's Dynkey-Problem header.
+	respProblem string
+	next        http.RoundTripper
 }
 
 // forward sends the request on and records the response.
@@ -270,6 +272,7 @@ func (f *flight) forward() (*http.Response, error) {
 		return nil, err
 	}
 	f.status, f.respCT, f.resp = resp.StatusCode, resp.Header.Get("Content-Type"), b
+	f.respProblem = resp.Header.Get(wire.ProblemHeader)
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 	return resp, nil
 }
@@ -745,4 +748,14 @@ func unsealAtRest(t *testing.T, kek []byte, purpose, id string, sealed []byte) [
 	pt, err := a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], []byte("dynkey/v2 sealed "+purpose+"\x00"+id))
 	require.NoError(t, err)
 	return pt
+}
+
+// envelopeOf returns a request's envelope: from the Dynkey-Envelope header
+// if it has one (header transport), else the body.
+func envelopeOf(h http.Header, body []byte) []byte {
+	if v := h.Get(wire.EnvelopeHeader); v != "" {
+		env, _ := wire.DecodeHeaderEnvelope(v)
+		return env
+	}
+	return body
 }

@@ -55,7 +55,7 @@ func (p *processedCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rec.status != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), wire.MediaType) {
 		return
 	}
-	env, err := wire.ParseRequest(body)
+	env, err := wire.ParseRequest(envelopeOf(r.Header, body))
 	if err != nil {
 		return
 	}
@@ -158,7 +158,7 @@ func (p *forgingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	forge := r.URL.Path == p.target && p.forge != nil && (p.every || len(p.forged) == 0)
 	if forge {
 		var id [wire.MessageIDSize]byte
-		if env, err := wire.ParseRequest(body); err == nil {
+		if env, err := wire.ParseRequest(envelopeOf(r.Header, body)); err == nil {
 			id = env.MessageID
 		}
 		p.forged = append(p.forged, id)
@@ -420,30 +420,6 @@ func TestMITMRotationOnlyOnIdempotentRequests(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestClientRefusesHEAD: the SDK refuses HEAD before sending anything (a
-// HEAD response has no body, so no sealed response can authenticate it):
-// no request reaches the proxy, the handler never runs, no login happens.
-//
-// Defense exercised: client RoundTrip's HEAD check. Verified: without it,
-// the request goes out, the handler runs, and the test fails.
-func TestClientRefusesHEAD(t *testing.T) {
-	r := newMITMRig(t)
-	resp, err := r.hc.Head(r.proxy.srv.URL + "/api/x")
-	require.Nil(t, resp)
-	require.ErrorIs(t, err, client.ErrUnsupportedMethod)
-	require.Zero(t, r.s.app.calls.Load(), "the handler never ran")
-	require.Zero(t, r.proxy.requests(), "nothing was sent, not even a login")
-
-	// Logged in, the same.
-	require.NoError(t, r.c.Login(context.Background()))
-	sent := r.proxy.requests()
-	resp, err = r.hc.Head(r.proxy.srv.URL + "/api/x")
-	require.Nil(t, resp)
-	require.ErrorIs(t, err, client.ErrUnsupportedMethod)
-	require.Zero(t, r.s.app.calls.Load())
-	require.Equal(t, sent, r.proxy.requests())
 }
 
 // TestClientFirstContactNeedsTLS: without a pinned identity, the client

@@ -285,7 +285,12 @@ func TestRestart(t *testing.T) {
 	}
 
 	require.NoError(t, p.Kill())
-	_, err = s.Get(ctx, "k0")
+	// SIGKILL stops the postmaster; a pooled connection's backend may
+	// still answer until it notices its parent is gone (it exits then).
+	downBy := time.Now().Add(10 * time.Second)
+	for _, err = s.Get(ctx, "k0"); err == nil && time.Now().Before(downBy); _, err = s.Get(ctx, "k0") {
+		time.Sleep(50 * time.Millisecond)
+	}
 	require.Error(t, err)
 	require.NotErrorIs(t, err, store.ErrNotFound)
 	require.ErrorContains(t, err, p.Addr)

@@ -177,7 +177,7 @@ func RunIntegrity(t *testing.T, newStore func(t *testing.T) store.Store) {
 		require.NoError(t, err)
 		require.Equal(t, sid, e.call(t, hc).session, "the session survives the rotation")
 		// The old KEK alone opens nothing.
-		_, err = middleware.New(middleware.Options{Store: st, KeyEncryptionKey: e.kek, MaintainInterval: -1, Logger: e.log.logger()})
+		_, err = middleware.New(middleware.Options{Store: st, KeyEncryptionKey: e.kek, Authenticator: e.users, MaintainInterval: -1, Logger: e.log.logger()})
 		require.ErrorIs(t, err, middleware.ErrRecordRefused)
 		// The new one alone opens everything: a restarted server serves
 		// the same session.
@@ -332,7 +332,7 @@ func (e *integrityEnv) requireRingRefused(t *testing.T) {
 	require.NotNil(t, r.problem)
 	require.Equal(t, wire.CodeUnavailable, r.problem.Code)
 	require.Equal(t, before, e.handled.Load(), "the handler ran")
-	_, err = middleware.New(middleware.Options{Store: e.st, KeyEncryptionKey: e.kek, MaintainInterval: -1, Logger: e.log.logger()})
+	_, err = middleware.New(middleware.Options{Store: e.st, KeyEncryptionKey: e.kek, Authenticator: e.users, MaintainInterval: -1, Logger: e.log.logger()})
 	require.ErrorIs(t, err, middleware.ErrRecordRefused)
 }
 

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var summaryRE = regexp.MustCompile(`^summary: requests=[1-9]\d* failed=0 client_rotations=([2-9]|\d\d+) server_rotations=([2-9]|\d\d+)$`)
+
+// TestExample runs the example as `go run` does and checks its last line.
+func TestExample(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	err := run(ctx, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if last := lines[len(lines)-1]; !summaryRE.MatchString(last) {
+		t.Fatalf("last line %q does not match %v", last, summaryRE)
+	}
+	for _, want := range []string{"[client] POST /api/echo -> 200 ", "[client] GET /api/time?tz=UTC -> 200 ", `code="not-encrypted"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "FAILED") {
+		t.Error("output reports a failure")
+	}
+}

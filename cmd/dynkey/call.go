@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -281,7 +282,13 @@ func (t *tracer) RoundTrip(req *http.Request) (*http.Response, error) {
 	case wire.PathHeartbeat:
 		step = "heartbeat"
 	}
-	t.printf("> %s %s (%s)%s", req.Method, req.URL.RequestURI(), step, describeEnvelope(reqBody))
+	env, where := reqBody, ""
+	if h := req.Header.Get(wire.EnvelopeHeader); h != "" {
+		if b, err := base64.RawURLEncoding.DecodeString(h); err == nil {
+			env, where = b, " in the "+wire.EnvelopeHeader+" header"
+		}
+	}
+	t.printf("> %s %s (%s)%s%s", req.Method, req.URL.RequestURI(), step, describeEnvelope(env), where)
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
 		t.printf("< transport error: %v", err)
@@ -302,6 +309,8 @@ func (t *tracer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	case req.URL.Path == wire.PathKeys && resp.StatusCode == http.StatusOK:
 		line += t.describeDirectory(b)
+	case resp.Header.Get(wire.ResponseHeader) != "":
+		line += " (sealed response in the " + wire.ResponseHeader + " header, opened by the client)"
 	case ct == wire.MediaType:
 		line += " (sealed response, opened by the client)"
 	}

@@ -633,6 +633,15 @@ func TestServeCallKeys(t *testing.T) {
 			t.Fatalf("-v -rotate:\n%s", r.stderr)
 		}
 	})
+	t.Run("call -v HEAD: envelopes in headers", func(t *testing.T) {
+		r := ok(t, runOpts{}, "call", "-v", "-i", "-X", "HEAD", "-u", "alice:correct horse", "-identity", s.identity, echo)
+		if !strings.HasPrefix(r.stdout, "HTTP/1.1 200 OK\n") ||
+			!strings.Contains(r.stderr, "> HEAD /api/echo (request): envelope suite ecies-x25519") ||
+			!strings.Contains(r.stderr, "in the Dynkey-Envelope header") ||
+			!strings.Contains(r.stderr, "sealed response in the Dynkey-Response header") {
+			t.Fatalf("stdout %q\nstderr:\n%s", r.stdout, r.stderr)
+		}
+	})
 	t.Run("call from stdin with trust on first use", func(t *testing.T) {
 		r := ok(t, runOpts{stdin: "from stdin"}, "call", "-insecure-tofu", "-u", "alice:correct horse", "-d", "@-", echo)
 		if r.stdout != "from stdin\n" {
@@ -661,7 +670,6 @@ func TestServeCallKeys(t *testing.T) {
 		{"no URL", runOpts{}, []string{"-u", "alice:x"}, 2, "missing URL"},
 		{"bad URL", runOpts{}, []string{"-u", "alice:x", "ftp://host/x"}, 2, "bad URL"},
 		{"pin and tofu", runOpts{}, []string{"-u", "alice:x", "-identity", s.identity, "-insecure-tofu", echo}, 2, "exclude each other"},
-		{"HEAD refused", runOpts{}, []string{"-u", "alice:correct horse", "-identity", s.identity, "-X", "HEAD", echo}, 1, "method not supported"},
 		{"unprotected path", runOpts{}, []string{"-u", "alice:correct horse", "-identity", s.identity, proxied + "/nowhere"}, 1, "404"},
 		{"bad header", runOpts{}, []string{"-u", "alice:x", "-identity", s.identity, "-H", "nocolon", echo}, 2, "bad -H"},
 	}
@@ -1058,7 +1066,7 @@ func TestTamperedRing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := middleware.New(middleware.Options{Store: st, KeyEncryptionKey: kek, MaintainInterval: -1, Logger: discardLogger()})
+	m, err := middleware.New(middleware.Options{Store: st, Authenticator: refuseLogins, KeyEncryptionKey: kek, MaintainInterval: -1, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dynkey/dynkey/auth"
 	"github.com/dynkey/dynkey/middleware"
 	"github.com/dynkey/dynkey/store"
 
@@ -104,8 +105,10 @@ func openMiddleware(e *env, st store.Store, kek []byte, ring *ringInfo, edit fun
 		return nil, err
 	}
 	o := middleware.Options{
-		Suite:            suite,
-		Store:            st,
+		Suite: suite,
+		Store: st,
+		// Nothing is served: no login ever reaches it.
+		Authenticator:    refuseLogins,
 		KeyEncryptionKey: kek,
 		RequireKeyRing:   true,
 		MaintainInterval: -1,
@@ -124,6 +127,11 @@ func openMiddleware(e *env, st store.Store, kek []byte, ring *ringInfo, edit fun
 	}
 	return m, nil
 }
+
+// refuseLogins is the Authenticator of a middleware that serves nothing.
+var refuseLogins = auth.AuthenticatorFunc(func(context.Context, string, string) error {
+	return auth.ErrBadCredentials
+})
 
 // stderrLogger logs to the command's stderr at level and above.
 func stderrLogger(e *env, level slog.Level) *slog.Logger {

@@ -269,6 +269,33 @@ type Options struct {
 	// Defaults time.Now and crypto/rand.Reader.
 	Now  func() time.Time
 	Rand io.Reader
+
+	// KeyWrapper, instead of KeyEncryptionKey, keeps the key-encryption key
+	// in a key management service: the store holds a random
+	// data-encryption key wrapped by it (under "dynkey/dek", created on
+	// first start), which each instance unwraps once at start-up and uses
+	// as its KeyEncryptionKey (envelope encryption: no KMS call per
+	// record). Setting both is an error. See KeyWrapper, RotateKEKWrapped
+	// and docs/DEPLOYMENT.md. Default nil: KeyEncryptionKey is used.
+	KeyWrapper KeyWrapper
+
+	// RingPollInterval is how often each instance re-reads the key ring
+	// from the store (one Get; decoded only if it changed), so that it
+	// learns a key another instance rotated in at most this long even if
+	// it missed a notification. A store implementing store.Watcher (Redis,
+	// PostgreSQL) also tells it at once. Keep it well below the clients'
+	// heartbeat interval. Default 5s; negative: no polling (a Watcher
+	// alone, and the reloads on unknown key ids).
+	RingPollInterval time.Duration
+
+	// TokenKeyRotation is how often the key that seals login tokens
+	// rotates. Token keys have their own ring, independent of server key
+	// rotation: a retired one is kept TokenTTL (plus ServerKeyGrace) so
+	// that its tokens stay valid, and server keys are deleted as soon as
+	// their private key is destroyed, so the key ring's size does not grow
+	// with the server key rotation rate. Default 24h
+	// (DefaultTokenKeyRotation).
+	TokenKeyRotation time.Duration
 }
 
 // Middleware is a dynkey server. It is safe for concurrent use.
@@ -284,6 +311,8 @@ type Middleware struct {
 	ring       atomic.Pointer[keyRing]
 	reloadMu   sync.Mutex
 	lastReload time.Time
+	forced     *forcedReload  // under reloadMu (ring.go reloadRateLimited)
+	syncing    sync.WaitGroup // the goroutines of startSync (propagate.go)
 	// syncedAt is when the ring was last read from the store (UnixNano of
 	// m.now()), whether or not it had changed.
 	syncedAt atomic.Int64
@@ -367,6 +396,9 @@ func New(o Options) (*Middleware, error) {
 	if o.IdentityKey != nil && len(o.IdentityKey) != ed25519.PrivateKeySize {
 		return nil, errors.New("dynkey/middleware: IdentityKey is not an Ed25519 private key")
 	}
+	if err := resolveKEK(&o); err != nil {
+		return nil, err
+	}
 	if o.KeyEncryptionKey == nil {
 		o.KeyEncryptionKey = make([]byte, 32)
 		if _, err := io.ReadFull(o.Rand, o.KeyEncryptionKey); err != nil {
@@ -406,6 +438,7 @@ func setDefault(d *time.Duration, def time.Duration) {
 func (m *Middleware) Close() error {
 	m.stopOnce.Do(func() { close(m.stop) })
 	<-m.done
+	m.syncing.Wait() // the ring's sync with the store (propagate.go)
 	return nil
 }
 
@@ -486,8 +519,11 @@ func checkConfig(o *Options) error {
 	if o.Authenticator == nil || isNilPointer(o.Authenticator) {
 		return fmt.Errorf("%w: Authenticator is required (login checks passwords with it); e.g. auth.NewArgon2id", ErrConfig)
 	}
-	if _, isMem := o.Store.(*memory.Store); o.Store != nil && !isMem && o.KeyEncryptionKey == nil {
-		return fmt.Errorf("%w: KeyEncryptionKey is required with a durable store (%T): a random one would make the stored keys unreadable after a restart", ErrConfig, o.Store)
+	if o.KeyWrapper != nil && isNilPointer(o.KeyWrapper) {
+		return fmt.Errorf("%w: KeyWrapper is a nil %T", ErrConfig, o.KeyWrapper)
+	}
+	if _, isMem := o.Store.(*memory.Store); o.Store != nil && !isMem && o.KeyEncryptionKey == nil && o.KeyWrapper == nil {
+		return fmt.Errorf("%w: KeyEncryptionKey is required with a durable store (%T), or a KeyWrapper: a random one would make the stored keys unreadable after a restart", ErrConfig, o.Store)
 	}
 	if o.KeyEncryptionKey != nil && len(o.KeyEncryptionKey) != 32 {
 		return fmt.Errorf("%w: KeyEncryptionKey must be 32 bytes, not %d", ErrConfig, len(o.KeyEncryptionKey))

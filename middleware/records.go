@@ -3,13 +3,9 @@ package middleware
 import (
 	"bytes"
 	"context"
-	"crypto/cipher"
 	"crypto/ed25519"
 	"fmt"
-	"io"
 	"time"
-
-	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/dynkey/dynkey/crypto"
 	"github.com/dynkey/dynkey/store"
@@ -32,18 +28,23 @@ const (
 	// window ends, and its token key still opens tokens.
 	StateDecryptOnly KeyState = "decrypt-only"
 	// StateDestroyed: the private key is erased from the store and from
-	// memory; only the token key remains, until the last token it sealed
-	// expires, and then the record is deleted.
+	// memory. Only a record from before token keys had their own ring
+	// (one with a sealed_token_key) stays in this state, for its token key,
+	// until the last token it sealed expires; any other record is deleted
+	// as its private key is destroyed.
 	StateDestroyed KeyState = "destroyed"
 )
 
 // keyRecord is one server key as stored (JSON). Secrets are sealed with the
 // key-encryption key.
 type keyRecord struct {
-	ID             string   `json:"id"`
-	Suite          string   `json:"suite"`
-	Public         []byte   `json:"public"`
-	SealedPrivate  []byte   `json:"sealed_private,omitempty"`
+	ID            string `json:"id"`
+	Suite         string `json:"suite"`
+	Public        []byte `json:"public"`
+	SealedPrivate []byte `json:"sealed_private,omitempty"`
+	// SealedTokenKey is only in records written before token keys had
+	// their own ring (TokenKeys): kept so that tokens sealed under it stay
+	// valid until they expire; new keys have none.
 	SealedTokenKey []byte   `json:"sealed_token_key,omitempty"`
 	State          KeyState `json:"state"`
 	PrimarySince   int64    `json:"primary_since"`           // ms
@@ -68,6 +69,9 @@ type ringRecord struct {
 	IdentityPublic []byte      `json:"identity_public"`
 	SealedIdentity []byte      `json:"sealed_identity"`
 	Keys           []keyRecord `json:"keys"`
+	// TokenKeys seal login tokens (tokenkeys.go): exactly one primary
+	// (Until 0), the retired ones until their last token expired.
+	TokenKeys []tokenKeyRecord `json:"token_keys,omitempty"`
 	recordAuth
 }
 
@@ -78,7 +82,6 @@ type serverKey struct {
 	suite        crypto.Suite
 	public       crypto.PublicKey
 	private      crypto.PrivateKey // nil once destroyed
-	token        cipher.AEAD       // nil once the record is gone
 	primarySince time.Time
 	decryptUntil time.Time
 	legacySince  time.Time // zero unless a legacy suite's primary
@@ -96,6 +99,11 @@ type keyRing struct {
 	primary   *serverKey
 	primaries map[string]*serverKey
 	keys      map[wire.KeyID]*serverKey
+	// tokenPrimary seals new tokens; tokenKeys open them, by the id in
+	// the token's header: the token keys, and the token keys of server
+	// key records from before token keys had their own ring.
+	tokenPrimary *tokenKey
+	tokenKeys    map[wire.KeyID]*tokenKey
 	// keyRings are the suites' own key rings (crypto.KeyRingSuite),
 	// already holding every key of this snapshot; never modified.
 	keyRings map[string]crypto.KeyRing
@@ -165,7 +173,7 @@ func (m *Middleware) sealPrivate(ks *kekSet, s crypto.Suite, kr *keyRecord, priv
 	return err
 }
 
-// newKeyRecord generates a key pair and token key. Key generation happens
+// newKeyRecord generates a key pair. Key generation happens
 // here, in the maintenance path, never on a request's path.
 func (m *Middleware) newKeyRecord(suite crypto.Suite) (keyRecord, error) {
 	ks := m.keks.Load()
@@ -175,17 +183,11 @@ func (m *Middleware) newKeyRecord(suite crypto.Suite) (keyRecord, error) {
 	}
 	pub := priv.Public().Bytes()
 	id := wire.ComputeKeyID(suite.Name(), pub).String()
-	tk := make([]byte, chacha20poly1305.KeySize)
-	defer clear(tk)
-	if _, err := io.ReadFull(m.o.Rand, tk); err != nil {
-		return keyRecord{}, err
-	}
 	r := keyRecord{ID: id, Suite: suite.Name(), Public: pub, State: StatePrimary, PrimarySince: m.now().UnixMilli()}
 	if err := m.sealPrivate(ks, suite, &r, priv); err != nil {
 		return keyRecord{}, err
 	}
-	r.SealedTokenKey, err = ks.seal(m.o.Rand, "token key", id, tk)
-	return r, err
+	return r, nil
 }
 
 // refused wraps a consistency failure of the ring in ErrRecordRefused.
@@ -202,7 +204,8 @@ func refusedRing(format string, a ...any) error {
 // record that an older or buggy writer holding the KEK got wrong.
 func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error) {
 	ks := m.keks.Load()
-	r := &keyRing{version: version, epoch: rec.Epoch, rec: rec, keys: map[wire.KeyID]*serverKey{}, primaries: map[string]*serverKey{}}
+	r := &keyRing{version: version, epoch: rec.Epoch, rec: rec, keys: map[wire.KeyID]*serverKey{}, primaries: map[string]*serverKey{},
+		tokenKeys: map[wire.KeyID]*tokenKey{}}
 	seed, err := ks.open("identity", "", rec.SealedIdentity)
 	if err != nil {
 		return nil, refusedRing("%v", err)
@@ -243,9 +246,6 @@ func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error
 		default:
 			return nil, refusedRing("key %s has unknown state %q", kr.ID, kr.State)
 		}
-		if len(kr.SealedTokenKey) == 0 {
-			return nil, refusedRing("key %s has no token key", kr.ID)
-		}
 		k := &serverKey{id: id, state: kr.State, suite: s, primarySince: time.UnixMilli(kr.PrimarySince)}
 		if kr.DecryptUntil != 0 {
 			k.decryptUntil = time.UnixMilli(kr.DecryptUntil)
@@ -264,14 +264,12 @@ func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error
 				return nil, refusedRing("key %s: the private key does not match the public key", kr.ID)
 			}
 		}
-		tk, err := ks.open("token key", kr.ID, kr.SealedTokenKey)
-		if err != nil {
-			return nil, refusedRing("%v", err)
-		}
-		k.token, err = chacha20poly1305.NewX(tk)
-		clear(tk)
-		if err != nil {
-			return nil, refusedRing("key %s: token key: %v", kr.ID, err)
+		if len(kr.SealedTokenKey) != 0 {
+			tk, err := openTokenKey(ks, kr.ID, kr.SealedTokenKey)
+			if err != nil {
+				return nil, err
+			}
+			r.tokenKeys[id] = &tokenKey{id: id, token: tk}
 		}
 		if kr.State == StatePrimary {
 			if r.primaries[kr.Suite] != nil {
@@ -283,6 +281,9 @@ func (m *Middleware) decodeRing(rec ringRecord, version uint64) (*keyRing, error
 			}
 		}
 		r.keys[id] = k
+	}
+	if err := decodeTokenKeys(ks, rec.TokenKeys, r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -315,15 +316,28 @@ func (m *Middleware) resealRing(rec *ringRecord) error {
 				return err
 			}
 		}
-		tk, err := ks.open("token key", kr.ID, kr.SealedTokenKey)
-		if err != nil {
-			return refusedRing("%v", err)
+		if len(kr.SealedTokenKey) != 0 {
+			if kr.SealedTokenKey, err = m.resealSecret(ks, "token key", kr.ID, kr.SealedTokenKey); err != nil {
+				return err
+			}
 		}
-		kr.SealedTokenKey, err = ks.seal(m.o.Rand, "token key", kr.ID, tk)
-		clear(tk)
-		if err != nil {
+	}
+	for i := range rec.TokenKeys {
+		tk := &rec.TokenKeys[i]
+		if tk.Sealed, err = m.resealSecret(ks, "token key", tk.ID, tk.Sealed); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// resealSecret opens a secret sealed under any KEK of ks and seals it
+// again under the current one.
+func (m *Middleware) resealSecret(ks *kekSet, purpose, id string, sealed []byte) ([]byte, error) {
+	pt, err := ks.open(purpose, id, sealed)
+	if err != nil {
+		return nil, refusedRing("%v", err)
+	}
+	defer clear(pt)
+	return ks.seal(m.o.Rand, purpose, id, pt)
 }

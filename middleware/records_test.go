@@ -124,14 +124,10 @@ func TestRingConsistencyChecks(t *testing.T) {
 			kr := &rec.Keys[primaryIdx(rec)]
 			priv, err := m.openPrivate(ks, m.suite, *kr)
 			require.NoError(t, err)
-			tk, err := ks.open("token key", kr.ID, kr.SealedTokenKey)
-			require.NoError(t, err)
 			k, _ := m.suite.GenerateKey(nil)
 			kr.Public = k.Public().Bytes()
 			kr.ID = wire.ComputeKeyID(m.suite.Name(), kr.Public).String()
 			require.NoError(t, m.sealPrivate(ks, m.suite, kr, priv))
-			kr.SealedTokenKey, err = ks.seal(m.o.Rand, "token key", kr.ID, tk)
-			require.NoError(t, err)
 		}, "the private key does not match the public key"},
 		{"primary without its private key", func(t *testing.T, m *Middleware, ks *kekSet, rec *ringRecord) {
 			rec.Keys[primaryIdx(rec)].SealedPrivate = nil
@@ -151,9 +147,24 @@ func TestRingConsistencyChecks(t *testing.T) {
 		{"destroyed key keeps its private key", func(t *testing.T, m *Middleware, ks *kekSet, rec *ringRecord) {
 			rec.Keys[primaryIdx(rec)].State = StateDestroyed
 		}, "destroyed key"},
-		{"no token key", func(t *testing.T, m *Middleware, ks *kekSet, rec *ringRecord) {
-			rec.Keys[primaryIdx(rec)].SealedTokenKey = nil
-		}, "no token key"},
+		{"two primary token keys", func(t *testing.T, m *Middleware, ks *kekSet, rec *ringRecord) {
+			tk, err := m.newTokenKeyRecord(ks)
+			require.NoError(t, err)
+			rec.TokenKeys = append(rec.TokenKeys, tk)
+		}, "two primary token keys"},
+		{"token key listed twice", func(t *testing.T, m *Middleware, ks *kekSet, rec *ringRecord) {
+			tk := rec.TokenKeys[0]
+			tk.Until = 1
+			rec.TokenKeys = append(rec.TokenKeys, tk)
+		}, "appears twice"},
+		{"token key under a server key's id", func(t *testing.T, m *Middleware, ks *kekSet, rec *ringRecord) {
+			tk := &rec.TokenKeys[0]
+			k, err := ks.open("token key", tk.ID, tk.Sealed)
+			require.NoError(t, err)
+			tk.ID = rec.Keys[primaryIdx(rec)].ID
+			tk.Sealed, err = ks.seal(m.o.Rand, "token key", tk.ID, k)
+			require.NoError(t, err)
+		}, "appears twice"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			st := memory.New()
@@ -430,8 +441,8 @@ func TestDestroyedKeyLeavesNoCopyOnDisk(t *testing.T) {
 	require.NotEmpty(t, rtOnDisk(t, path, needles[0]), "control: the sealed key is on disk while it lives")
 	clk.Advance(time.Minute)
 	require.NoError(t, m.Maintain(ctx))
-	k, _ := mtFind(mtRing(t, st), first.ID)
-	require.Equal(t, StateDestroyed, k.State)
+	_, ok := mtFind(mtRing(t, st), first.ID)
+	require.False(t, ok, "the destroyed key's record is gone")
 	for _, n := range needles {
 		require.Empty(t, rtOnDisk(t, path, n), "a destroyed key's sealed private key is still on disk")
 	}

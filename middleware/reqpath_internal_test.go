@@ -28,7 +28,7 @@ func TestLoginWithoutPrimaryIsUnavailable(t *testing.T) {
 	require.NoError(t, c.Login(context.Background()))
 
 	r := *m.ring.Load()
-	r.primary = nil // the directory and keys are still served
+	r.primary, r.tokenPrimary = nil, nil // the directory and keys are still served
 	m.ring.Store(&r)
 	c2, _ := mtClient(t, s, clk.Now)
 	err = c2.Login(context.Background())

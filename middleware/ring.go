@@ -17,14 +17,29 @@ import (
 )
 
 // initRing loads the ring, creating it (identity and first key) if absent
-// — loudly, and only if Options.RequireKeyRing allows.
+// — loudly, and only if Options.RequireKeyRing allows — and starts keeping
+// it in sync with the store (propagate.go).
 func (m *Middleware) initRing(ctx context.Context) error {
+	if err := m.loadOrCreateRing(ctx); err != nil {
+		return err
+	}
+	m.startSync()
+	return nil
+}
+
+func (m *Middleware) loadOrCreateRing(ctx context.Context) error {
 	for range 5 {
 		err := m.reload(ctx)
 		if err == nil {
 			r := m.ring.Load()
 			if id := m.o.IdentityKey; id != nil && !bytes.Equal(id.Public().(ed25519.PublicKey), r.rec.IdentityPublic) {
 				return fmt.Errorf("%w (stored identity %x…): configure the stored one, or move the store aside to start over", ErrIdentityMismatch, r.rec.IdentityPublic[:8])
+			}
+			if r.tokenPrimary == nil {
+				// A ring from before token keys had their own ring.
+				if err := m.updateRing(ctx, m.upkeepTokenKeys); err != nil {
+					return err
+				}
 			}
 			if p := r.primary; p == nil || !p.legacySince.IsZero() {
 				return m.adoptSuite(ctx)
@@ -55,6 +70,11 @@ func (m *Middleware) initRing(ctx context.Context) error {
 			return err
 		}
 		rec.Keys = []keyRecord{kr}
+		tk, err := m.newTokenKeyRecord(ks)
+		if err != nil {
+			return err
+		}
+		rec.TokenKeys = []tokenKeyRecord{tk}
 		rec.Epoch = firstEpoch(m.now())
 		b, err := ks.marshalRecord(ringKey, &rec)
 		if err != nil {
@@ -209,22 +229,65 @@ func (m *Middleware) openMessage(sk *serverKey, from crypto.PublicKey, info stri
 	return sk.suite.Open(sk.private, from, []byte(info), aad, ct)
 }
 
-// reloadRateLimited reloads the ring at most once per second, for requests
-// naming a key id this instance does not know (another instance rotated).
-// It returns the reload's error (nil when it did not try).
+// unknownKeyReloadInterval is the least time between two reloads of the
+// ring for requests naming a key id this instance does not know, after a
+// reload that found nothing new: it bounds the store reads that made-up key
+// ids can cause (10 a second per instance) without keeping a key another
+// instance just rotated in unknown for long.
+const unknownKeyReloadInterval = 100 * time.Millisecond
+
+// forcedReload is a reload in flight for requests naming an unknown key id;
+// requests arriving meanwhile wait for it rather than be refused.
+type forcedReload struct {
+	done chan struct{}
+	err  error
+}
+
+// reloadRateLimited reloads the ring for a request naming a key id (server
+// key or token key) this instance does not know — another instance may have
+// rotated. Requests arriving while such a reload is in flight wait for it.
+// After a reload that found a newer ring the next one may run at once (a
+// key named by a client was in the store before the client could learn it,
+// so a reload from now finds it); after one that found nothing new, the
+// next waits unknownKeyReloadInterval. It returns the reload's error (nil
+// when it did not try).
 func (m *Middleware) reloadRateLimited(ctx context.Context) error {
 	m.reloadMu.Lock()
-	if m.now().Sub(m.lastReload) < time.Second {
+	if f := m.forced; f != nil {
+		m.reloadMu.Unlock()
+		select {
+		case <-f.done:
+			return f.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if m.now().Sub(m.lastReload) < unknownKeyReloadInterval {
 		m.reloadMu.Unlock()
 		return nil
 	}
+	f := &forcedReload{done: make(chan struct{})}
+	m.forced = f
 	m.lastReload = m.now()
-	m.reloadMu.Unlock()
-	if err := m.reload(ctx); err != nil {
-		m.log.Warn("dynkey: reloading the key ring", "err", err)
-		return err
+	var before uint64
+	if r := m.ring.Load(); r != nil {
+		before = r.version
 	}
-	return nil
+	m.reloadMu.Unlock()
+
+	f.err = m.reload(ctx)
+
+	m.reloadMu.Lock()
+	m.forced = nil
+	if f.err == nil && m.ring.Load().version != before {
+		m.lastReload = time.Time{} // it found something: no wait for the next
+	}
+	m.reloadMu.Unlock()
+	close(f.done)
+	if f.err != nil {
+		m.log.Warn("dynkey: reloading the key ring", "err", f.err)
+	}
+	return f.err
 }
 
 // updateRing applies change to the stored ring with compare-and-swap,
@@ -333,7 +396,11 @@ func (m *Middleware) retirePrimary(rec *ringRecord, suite string) {
 		if rec.Keys[i].State == StatePrimary && rec.Keys[i].Suite == suite {
 			rec.Keys[i].State = StateDecryptOnly
 			rec.Keys[i].DecryptUntil = now.Add(m.o.ServerKeyGrace).UnixMilli()
-			rec.Keys[i].TokenUntil = now.Add(m.o.TokenTTL).UnixMilli()
+			if len(rec.Keys[i].SealedTokenKey) != 0 {
+				// A record from before token keys had their own ring:
+				// its token key outlives its private key.
+				rec.Keys[i].TokenUntil = now.Add(m.o.TokenTTL).UnixMilli()
+			}
 		}
 	}
 }
@@ -413,6 +480,9 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 			if k.State == StateDecryptOnly && now >= k.DecryptUntil {
 				k.State, k.SealedPrivate = StateDestroyed, nil
 				changed, destroyed = true, true
+				if len(k.SealedTokenKey) == 0 {
+					continue // nothing else to keep: deleted with its private key
+				}
 			}
 			// An instance whose ring has not caught up with the key's
 			// retirement still mints tokens under it, for less than
@@ -425,7 +495,8 @@ func (m *Middleware) Maintain(ctx context.Context) error {
 			kept = append(kept, k)
 		}
 		rec.Keys = kept
-		return changed, nil
+		tokensChanged, err := m.upkeepTokenKeys(rec)
+		return changed || tokensChanged, err
 	})
 	if err != nil {
 		return err

@@ -140,7 +140,7 @@ func (e *timeEnv) session(mod func(*sessionRecord)) (id [16]byte, cur, prev cryp
 // token seals claims with arbitrary u64 times under the primary token key,
 // exactly as mintToken lays them out.
 func (e *timeEnv) token(sid [16]byte, sTime, issued, expires uint64) []byte {
-	k := e.m.ring.Load().primary
+	k := e.m.ring.Load().tokenPrimary
 	pt := make([]byte, 16, claimsFixed+5)
 	_, _ = rand.Read(pt)
 	pt = append(pt, sid[:]...)

@@ -14,15 +14,18 @@ import (
 //
 //	version 0x01 | key id (8) | nonce (24) | XChaCha20-Poly1305(claims)
 //
-// sealed under the token key of the server key epoch named by key id, with
-// associated data "dynkey/v1 token" || 0x00 || version || key id. Claims:
+// sealed under the token key named by key id (tokenkeys.go: token keys
+// rotate on their own schedule, not with server keys; a token from before
+// that change names a server key whose record still holds its token key),
+// with associated data "dynkey/v1 token" || 0x00 || version || key id.
+// Claims:
 //
 //	token id (16) | session id (16) | s_time u64 ms | issued u64 ms |
 //	expires u64 ms | u16 len | username
 //
 // Only a holder of the token key (a server instance) can mint or read one
-// (hole 1), and tokens outlive server key rotation: a retired key's token key
-// is kept until the last token it sealed has expired.
+// (hole 1), and tokens outlive server key rotation: a retired token key is
+// kept until the last token it sealed has expired.
 const (
 	tokenVersion   = 1
 	tokenHeader    = 1 + wire.KeyIDSize
@@ -56,7 +59,7 @@ func tokenAAD(header []byte) []byte {
 }
 
 func (m *Middleware) mintToken(c *claims) ([]byte, error) {
-	k := m.ring.Load().primary
+	k := m.ring.Load().tokenPrimary
 	if k == nil || k.token == nil {
 		return nil, errNoPrimary
 	}
@@ -92,10 +95,10 @@ func (m *Middleware) openToken(ctx context.Context, tok []byte, now time.Time) (
 	}
 	var id wire.KeyID
 	copy(id[:], tok[1:tokenHeader])
-	k := m.ring.Load().keys[id]
+	k := m.ring.Load().tokenKeys[id]
 	if k == nil {
 		m.reloadRateLimited(ctx) // minted by an instance that rotated first?
-		k = m.ring.Load().keys[id]
+		k = m.ring.Load().tokenKeys[id]
 	}
 	if k == nil || k.token == nil {
 		return nil, errTokenInvalid

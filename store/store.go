@@ -82,3 +82,19 @@ type Lister interface {
 	// start with prefix, are greater than after and have not expired.
 	ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error)
 }
+
+// Watcher is an optional interface of a Store that can tell its users when
+// another user changed a key, so that every server instance learns a new
+// primary server key at once instead of at its next poll. The middleware
+// watches its key ring; it still polls, so a Watcher is an optimisation,
+// never a condition of correctness.
+type Watcher interface {
+	// Watch returns a channel that receives a value soon after a successful
+	// CompareAndSwap on key through any handle of the store that is itself
+	// watching key (every instance of a dynkey cluster watches the ring),
+	// and also whenever the watch (re)connects, since a change may have been
+	// missed meanwhile. Values are coalesced: one receive may stand for many
+	// changes. The channel is closed once ctx is done and the watch has
+	// released its resources.
+	Watch(ctx context.Context, key string) <-chan struct{}
+}

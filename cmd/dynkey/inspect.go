@@ -284,10 +284,11 @@ func checkEnvelopeInRing(e *env, p fieldPrinter, sf *storeFlags, req *wire.Reque
 	}
 	var tid wire.KeyID
 	copy(tid[:], req.Token[1:1+wire.KeyIDSize])
-	if tk := find(tid.String()); tk == nil || !tk.HasTokenKey {
+	what, _, ok := rs.ring.tokenKeyFor(tid.String())
+	if !ok {
 		return fmt.Errorf("check failed: the token's key %s is not in the store's ring: servers refuse it (token-invalid or token-expired)", tid)
 	}
-	p.f("check", "the token's key %s is in the store's ring", tid)
+	p.f("check", "the token's key %s is in the store's ring (%s)", tid, what)
 	return nil
 }
 
@@ -474,14 +475,14 @@ const (
 func runInspectToken(e *env, args []string) error {
 	fs := newFlags(e, "dynkey inspect token", "[FILE|-] [-in …] [-store URL (-kek-file FILE | -kek-env VAR)]", `
 Decodes a login token (docs/PROTOCOL.md §10; base64url as in a login response,
-or hex, or raw): its version, the server key epoch that sealed it, its nonce
-and the size of its sealed claims (which gives the username's length). The
-claims are sealed under a token key that never leaves the servers.
+or hex, or raw): its version, the id of the token key that sealed it, its
+nonce and the size of its sealed claims (which gives the username's length).
+The claims are sealed under that token key, which never leaves the servers.
 
 With -store and the key-encryption key, looks the token's key up in the
-store's verified key ring: a token naming no key of the ring is refused as
-token-invalid by every server; one naming a key whose token key was deleted
-has expired.`)
+store's verified key ring: a token naming no key of the ring is refused by
+every server (token-invalid: forged, or its key was deleted once all its
+tokens had expired).`)
 	inf := addInputFlags(fs)
 	sf := addStoreFlags(fs)
 	pos, err := parse(fs, args)
@@ -503,7 +504,7 @@ has expired.`)
 	copy(kid[:], b[1:1+wire.KeyIDSize])
 	sealed := len(b) - 1 - wire.KeyIDSize - tokenNonceSize
 	p.f("token", "version 1, %d bytes", len(b))
-	p.f("key id", "%s (the server key epoch whose token key sealed it)", kid)
+	p.f("key id", "%s (the token key that sealed it)", kid)
 	p.f("nonce", "%s", hex.EncodeToString(b[1+wire.KeyIDSize:1+wire.KeyIDSize+tokenNonceSize]))
 	p.f("sealed claims", "%d bytes (username of %d bytes; XChaCha20-Poly1305)", sealed, sealed-tokenTagSize-tokenFixedClaims)
 	if sf.url == "" {
@@ -517,16 +518,11 @@ has expired.`)
 		return err
 	}
 	defer rs.Close()
-	for _, k := range rs.ring.Keys {
-		if k.ID != kid.String() {
-			continue
-		}
-		if !k.HasTokenKey {
-			return fmt.Errorf("check failed: key %s has no token key any more: the token has expired", kid)
-		}
-		p.f("check", "key %s is in the ring (%s, suite %s): its token key can open the token", kid, k.State, k.Suite)
-		if k.TokenUntil != 0 {
-			p.f("tokens valid until", "%s at the latest", msTime(k.TokenUntil))
+	what, until, ok := rs.ring.tokenKeyFor(kid.String())
+	if ok {
+		p.f("check", "key %s is in the ring (%s): it opens the token", kid, what)
+		if until != 0 {
+			p.f("tokens valid until", "%s at the latest", msTime(until))
 		}
 		return nil
 	}

@@ -136,6 +136,8 @@ type keysListJSON struct {
 	Epoch    uint64        `json:"epoch"`
 	Identity string        `json:"identity"`
 	Keys     []ringKeyInfo `json:"keys"`
+	// TokenKeys are the keys that seal login tokens.
+	TokenKeys []tokenKeyInfo `json:"token_keys,omitempty"`
 }
 
 func runKeysList(e *env, args []string) error {
@@ -170,7 +172,7 @@ func printKeys(e *env, rs *ringSession, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(keysListJSON{Epoch: ring.Epoch, Identity: hex.EncodeToString(rs.m.IdentityPublicKey()), Keys: ring.Keys})
+		return enc.Encode(keysListJSON{Epoch: ring.Epoch, Identity: hex.EncodeToString(rs.m.IdentityPublicKey()), Keys: ring.Keys, TokenKeys: ring.TokenKeys})
 	}
 	now := time.Now()
 	fmt.Fprintf(e.stdout, "epoch %d, %d keys, identity %s\n", ring.Epoch, len(ring.Keys), hex.EncodeToString(rs.m.IdentityPublicKey()))
@@ -192,6 +194,22 @@ func printKeys(e *env, rs *ringSession, asJSON bool) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Suite, k.State, msTime(k.PrimarySince), age, grace, tokens, note)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(ring.TokenKeys) == 0 {
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "\n%d token keys (they seal login tokens)\n", len(ring.TokenKeys))
+	tw = tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tPRIMARY SINCE\tDELETED AT")
+	for _, tk := range ring.TokenKeys {
+		state, until := "primary", "-"
+		if tk.Until != 0 {
+			state, until = "retired", msTime(tk.Until)+" ("+relative(now, tk.Until)+")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", tk.ID, state, msTime(tk.Since), until)
+	}
 	return tw.Flush()
 }
 
@@ -209,7 +227,7 @@ defaults (10m and 12h).`)
 	sf := addStoreFlags(fs)
 	asJSON := fs.Bool("json", false, "print the ring as JSON afterwards")
 	grace := fs.Duration("server-key-grace", 10*time.Minute, "how long the retired key still opens messages: your servers' Options.ServerKeyGrace")
-	tokenTTL := fs.Duration("token-ttl", 12*time.Hour, "how long tokens live: your servers' Options.TokenTTL (the retired key's token key is kept that long)")
+	tokenTTL := fs.Duration("token-ttl", 12*time.Hour, "how long tokens live: your servers' Options.TokenTTL (kept that long: the token key of a server key record of the older format)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -251,9 +269,12 @@ scrubbed as after any destruction). Its token key stays, so the tokens it
 sealed keep working until they expire. A primary key cannot be destroyed:
 run "dynkey keys rotate" first.
 
-It runs the servers' own key upkeep as of the key's grace end, so every key
-retired before it is destroyed too (their grace would have ended first); the
-command names them and needs -force to go on. Running servers drop the keys
+It runs the servers' own key upkeep as of the key's grace end, so every
+server key retired before it is destroyed too (their grace would have ended
+first), and retired token keys due for deletion by then are deleted (their
+last tokens expire up to that much early); the command names them and needs
+-force to go on. A destroyed key is deleted from the ring, unless it still
+holds a token key of the older format. Running servers drop the keys
 from memory when they next reload the ring (at their next maintenance round,
 default every 10s).`)
 	sf := addStoreFlags(fs)
@@ -280,7 +301,7 @@ default every 10s).`)
 		return err
 	}
 	if len(also) > 0 && !*force {
-		return fmt.Errorf("destroying %s also destroys the keys retired before it: %s; add -force to go on", id, strings.Join(also, ", "))
+		return fmt.Errorf("destroying %s also destroys what is due before its grace ends: %s; add -force to go on", id, strings.Join(also, ", "))
 	}
 	// The servers' upkeep (Maintain) as of the grace end: it destroys
 	// exactly the decrypt-only keys whose grace has ended by then. The
@@ -291,6 +312,7 @@ default every 10s).`)
 		o.ServerPolicy = policy.Manual()
 		o.ServerKeyGrace = 100 * 365 * 24 * time.Hour
 		o.TokenTTL = 100 * 365 * 24 * time.Hour
+		o.TokenKeyRotation = 100 * 365 * 24 * time.Hour
 	})
 	if err != nil {
 		return err
@@ -311,7 +333,7 @@ default every 10s).`)
 		}
 	}
 	for _, d := range append([]string{id.String()}, also...) {
-		fmt.Fprintf(e.stdout, "destroyed the private key of %s\n", d)
+		fmt.Fprintf(e.stdout, "destroyed %s\n", d)
 	}
 	return printKeys(e, rs, false)
 }
@@ -346,6 +368,13 @@ func destroyPlan(ring *ringInfo, id string, now time.Time) (time.Time, []string,
 	for _, k := range ring.Keys {
 		if k.ID != id && k.State == string(middleware.StateDecryptOnly) && !at.Before(time.UnixMilli(k.DecryptUntil)) && now.Before(time.UnixMilli(k.DecryptUntil)) {
 			also = append(also, k.ID)
+		}
+	}
+	// The upkeep also deletes the retired token keys due by then: their
+	// last tokens expire a little early.
+	for _, tk := range ring.TokenKeys {
+		if tk.Until != 0 && !at.Before(time.UnixMilli(tk.Until)) && now.Before(time.UnixMilli(tk.Until)) {
+			also = append(also, "token key "+tk.ID)
 		}
 	}
 	return at, also, nil

@@ -44,11 +44,44 @@ type ringKeyInfo struct {
 	HasTokenKey bool `json:"-"`
 }
 
+// tokenKeyInfo is the public part of one stored token key (the keys that
+// seal login tokens, docs/PROTOCOL.md §10): its id (the one a token names)
+// and its lifetime.
+type tokenKeyInfo struct {
+	ID string `json:"id"`
+	// Since is when it became primary (ms); Until, once it is retired, is
+	// when it is deleted: every token it sealed has expired by then.
+	Since int64 `json:"since"`
+	Until int64 `json:"until,omitempty"`
+}
+
 // ringInfo is the public part of the stored key ring.
 type ringInfo struct {
-	Epoch   uint64        `json:"epoch"`
-	Keys    []ringKeyInfo `json:"keys"`
-	version uint64
+	Epoch     uint64         `json:"epoch"`
+	Keys      []ringKeyInfo  `json:"keys"`
+	TokenKeys []tokenKeyInfo `json:"token_keys"`
+	version   uint64
+}
+
+// tokenKeyFor says whether the ring holds a key that opens tokens naming
+// id: a token key, or (tokens minted before token keys had their own
+// ring) a server key record that still holds its token key. until is when
+// that key is deleted (0: not scheduled yet).
+func (r *ringInfo) tokenKeyFor(id string) (what string, until int64, ok bool) {
+	for _, tk := range r.TokenKeys {
+		if tk.ID == id {
+			if tk.Until == 0 {
+				return "primary token key", 0, true
+			}
+			return "retired token key", tk.Until, true
+		}
+	}
+	for _, k := range r.Keys {
+		if k.ID == id && k.HasTokenKey {
+			return "token key of " + k.State + " server key", k.TokenUntil, true
+		}
+	}
+	return "", 0, false
 }
 
 // readRing reads the public fields of the stored ring. It does not verify

@@ -153,7 +153,9 @@ func main() {
 
 // cors lets the page's origin call the API: it answers preflights (the
 // envelope's content type, application/dynkey, is not CORS-safelisted) and
-// exposes Dynkey-Status, which carries the real status of a 204.
+// allows the Dynkey-Envelope header (the envelope of a bodiless DELETE or
+// GET), and exposes Dynkey-Status (the real status of a 204),
+// Dynkey-Response (the sealed answer to HEAD) and Dynkey-Problem.
 func cors(origin string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if c.GetHeader("Origin") != origin {
@@ -163,10 +165,10 @@ func cors(origin string) gin.HandlerFunc {
 		h := c.Writer.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
-		h.Set("Access-Control-Expose-Headers", "Dynkey-Status")
+		h.Set("Access-Control-Expose-Headers", "Dynkey-Status, Dynkey-Response, Dynkey-Problem")
 		if c.Request.Method == http.MethodOptions && c.GetHeader("Access-Control-Request-Method") != "" {
-			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Content-Type")
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Dynkey-Envelope")
 			c.AbortWithStatus(http.StatusNoContent)
 			return
 		}

@@ -713,6 +713,10 @@ type ringDump struct {
 		SealedTokenKey []byte `json:"sealed_token_key"`
 		State          string `json:"state"`
 	} `json:"keys"`
+	TokenKeys []struct {
+		ID     string `json:"id"`
+		Sealed []byte `json:"sealed"`
+	} `json:"token_keys"`
 }
 
 func readRing(t *testing.T, st store.Store) ringDump {

@@ -154,11 +154,12 @@ func TestHole1_ForgedToken(t *testing.T) {
 // server key rotation, while its key is decrypt-only and after its private
 // key is destroyed, until the token itself expires.
 //
-// Defense exercised: middleware/ring.go Maintain keeps SealedTokenKey when
-// it destroys SealedPrivate (and retirePrimary sets TokenUntil = TokenTTL
-// after retirement). Verified: with the token key dropped together with the
-// private key, the call after Maintain is refused "token-invalid" and the
-// client has to log in again, so the test fails.
+// Defense exercised: tokens are sealed under token keys of their own ring
+// (middleware/tokenkeys.go), kept TokenTTL after their retirement whatever
+// happens to server keys. Verified (before token keys had their own ring,
+// when each server key carried one): with the token key dropped together
+// with the private key, the call after Maintain is refused "token-invalid"
+// and the client has to log in again, so the test fails.
 func TestHole1_TokenSurvivesServerKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
@@ -185,11 +186,7 @@ func TestHole1_TokenSurvivesServerKeyRotation(t *testing.T) {
 	require.Empty(t, tr.codes(), "no refusal so far")
 	require.Equal(t, uint64(1), c.Stats().Logins, "the token outlived its server key")
 	for _, k := range readRing(t, st).Keys {
-		if k.ID == k1.String() {
-			require.Equal(t, "destroyed", k.State)
-			require.Empty(t, k.SealedPrivate)
-			require.NotEmpty(t, k.SealedTokenKey)
-		}
+		require.NotEqual(t, k1.String(), k.ID, "K1's record is deleted with its private key")
 	}
 
 	clk.Advance(o.TokenTTL) // now the token has expired
@@ -1203,6 +1200,9 @@ func thiefOpen(t *testing.T, dbPath string, env []byte, method, path string) []b
 					secrets = append(secrets, secret{k.Suite, unsealAtRest(t, testKEK, "token key", k.ID, k.SealedTokenKey)})
 				}
 			}
+			for _, k := range r.TokenKeys {
+				secrets = append(secrets, secret{"ecies-x25519", unsealAtRest(t, testKEK, "token key", k.ID, k.Sealed)})
+			}
 		case strings.HasPrefix(key, "dynkey/session/"):
 			var sd sessionDump
 			require.NoError(t, json.Unmarshal(value, &sd))
@@ -1291,15 +1291,9 @@ func TestHole10_ForwardSecrecy(t *testing.T) {
 	// (a) The stored ring has no sealed private key for K1, and nothing
 	// that remains opens the captured request.
 	ring := readRing(t, st)
-	found := false
 	for _, k := range ring.Keys {
-		if k.ID == k1.String() {
-			found = true
-			require.Equal(t, "destroyed", k.State)
-			require.Empty(t, k.SealedPrivate)
-		}
+		require.NotEqual(t, k1.String(), k.ID, "K1's record is deleted with its private key")
 	}
-	require.True(t, found, "K1's record stays (its token key) until its tokens expire")
 	require.Nil(t, thiefOpen(t, dbPath, captured, http.MethodPost, "/api/secret"))
 
 	// (b) The server refuses it.

@@ -26,7 +26,7 @@ package e2e
 // Every request the test builds by hand has its outcome predicted exactly
 // (the order of checks of docs/PROTOCOL.md §11); the only tolerance is for
 // an instance that has never loaded a key another instance created (its
-// reload on an unknown id is rate-limited to once a second), which the test
+// reload on an unknown id is rate-limited), which the test
 // sees through a store wrapper recording the newest ring each instance read.
 //
 // Replay a failure with the seed it logs:
@@ -219,6 +219,13 @@ type propRing struct {
 	Epoch          uint64        `json:"epoch"`
 	SealedIdentity []byte        `json:"sealed_identity"`
 	Keys           []propRingKey `json:"keys"`
+	// TokenKeys seal tokens (middleware/tokenkeys.go), apart from server
+	// keys.
+	TokenKeys []struct {
+		ID     string `json:"id"`
+		Sealed []byte `json:"sealed"`
+		Until  int64  `json:"until"`
+	} `json:"token_keys"`
 }
 
 func parsePropRing(t *testing.T, b []byte) propRing {
@@ -594,7 +601,7 @@ func (pr *propRun) observe() {
 		if rk.State != "primary" && k.retired.IsZero() {
 			k.retired = now
 			require.Equal(t, now.Add(pr.grace).UnixMilli(), rk.DecryptUntil, "key %s: decrypt-only until retirement + ServerKeyGrace", k.id)
-			require.Equal(t, now.Add(pr.ttl).UnixMilli(), rk.TokenUntil, "key %s: token key kept until retirement + TokenTTL", k.id)
+			require.Zero(t, rk.TokenUntil, "key %s: server keys carry no token key", k.id)
 		}
 		switch rk.State {
 		case "destroyed":
@@ -603,7 +610,7 @@ func (pr *propRun) observe() {
 		default:
 			require.NotEmpty(t, rk.SealedPrivate)
 		}
-		require.NotEmpty(t, rk.SealedTokenKey, "the token key stays until the record is deleted")
+		require.Empty(t, rk.SealedTokenKey, "server keys carry no token key")
 		k.state = rk.State
 	}
 	for _, id := range pr.keyOrder {
@@ -613,12 +620,17 @@ func (pr *propRun) observe() {
 		}
 		k.gone = true
 		require.False(t, k.retired.IsZero(), "key %s vanished while primary", id)
-		require.False(t, now.Before(k.retired.Add(pr.ttl)), "key %s deleted before its tokens expired", id)
-		for _, s := range pr.sessions {
-			if s.tokenKey == id {
-				require.False(t, now.Before(s.tokenExp), "P5: key %s (retired %v ago) deleted while a token it sealed is valid (minted %v ago, on a ring read %v ago)",
-					id, now.Sub(k.retired), now.Sub(s.tokenExp.Add(-pr.ttl)), now.Sub(s.ringAt))
-			}
+		require.False(t, now.Before(k.retired.Add(pr.grace)), "key %s deleted before the end of its grace window", id)
+	}
+	// P5: the token key of every valid token is in the ring.
+	tokenKeys := map[string]bool{}
+	for _, tk := range ring.TokenKeys {
+		tokenKeys[tk.ID] = true
+	}
+	for _, s := range pr.sessions {
+		if now.Before(s.tokenExp) {
+			require.True(t, tokenKeys[s.tokenKey], "P5: the token key %s of a valid token (minted %v ago, on a ring read %v ago) is gone",
+				s.tokenKey, now.Sub(s.tokenExp.Add(-pr.ttl)), now.Sub(s.ringAt))
 		}
 	}
 }
@@ -719,6 +731,9 @@ func (pr *propRun) storeOpens(c *propCapture) []byte {
 			secrets = append(secrets, unsealAtRest(t, testKEK, "token key", k.ID, k.SealedTokenKey))
 		}
 	}
+	for _, k := range ring.TokenKeys {
+		secrets = append(secrets, unsealAtRest(t, testKEK, "token key", k.ID, k.Sealed))
+	}
 	return openWithAny(t, pr.suite, secrets, c)
 }
 
@@ -752,6 +767,20 @@ func (pr *propRun) view(x *propInst) map[string]propRingKey {
 		return nil
 	}
 	return parsePropRing(pr.t, b).byID()
+}
+
+// viewTokenKeys returns the ids of the token keys in the ring x read last.
+func (pr *propRun) viewTokenKeys(x *propInst) map[string]bool {
+	x.view.mu.Lock()
+	b := x.view.ring
+	x.view.mu.Unlock()
+	out := map[string]bool{}
+	if b != nil {
+		for _, tk := range parsePropRing(pr.t, b).TokenKeys {
+			out[tk.ID] = true
+		}
+	}
+	return out
 }
 
 func (pr *propRun) directory(x *propInst) *wire.Directory {
@@ -894,9 +923,15 @@ func (pr *propRun) expect(x *propInst, m *msg, s *propSess, k *propSrvKey) (wire
 	if d := now.Sub(est); d > 2*time.Minute || d < -2*time.Minute {
 		return wire.CodeStale, "outside the freshness window"
 	}
-	if _, ok := view[s.tokenKey]; !ok {
+	// Tokens are sealed under token keys (observe checks P5 on them); a
+	// token naming a server key is from before token keys had their own
+	// ring.
+	if pr.keys[s.tokenKey] == nil && !pr.viewTokenKeys(x)[s.tokenKey] {
+		require.False(pr.t, now.Before(s.tokenExp), "P5: the token key of a valid token is not held by %s", x.name)
+		return wire.CodeTokenInvalid, "the instance no longer holds the token key (its tokens have all expired)"
+	}
+	if _, ok := view[s.tokenKey]; !ok && pr.keys[s.tokenKey] != nil {
 		tk := pr.keys[s.tokenKey]
-		require.NotNil(pr.t, tk)
 		require.False(pr.t, tk.gone && now.Before(s.tokenExp), "P5: the token key of a valid token was deleted")
 		if !tk.gone {
 			pr.stats["tolerated: instance never loaded the token key"]++

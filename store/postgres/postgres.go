@@ -49,6 +49,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -96,6 +97,10 @@ type Store struct {
 	addr  string // for error messages: host:port/database, no credentials
 	close bool
 	q     queries
+	// channel is the NOTIFY channel of this schema; watch the keys
+	// watched through this handle (watch.go).
+	channel string
+	watch   watchers
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -106,7 +111,10 @@ var _ store.Store = (*Store)(nil)
 
 // queries are the store's statements, with its table names.
 type queries struct {
-	schema, get, create, update, del, markSeen, sweepKV, sweepSeen string
+	schema, get, create, update, del, markSeen, sweepKV, sweepSeen, list string
+	// createNotify and updateNotify are create and update that also
+	// pg_notify($n, $n+1) when they write, in the same statement.
+	createNotify, updateNotify string
 }
 
 func newQueries(schema string) queries {
@@ -139,7 +147,14 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = 1, expires = e
 WHERE t.expires <> 0 AND t.expires <= $4`,
 		update: `UPDATE ` + k + ` SET value = $1, version = version + 1, expires = $2
 WHERE key = $3 AND version = $4 AND (expires = 0 OR expires > $5)`,
+		createNotify: `WITH t AS (INSERT INTO ` + k + ` AS t (key, value, version, expires) VALUES ($1, $2, 1, $3)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = 1, expires = excluded.expires
+WHERE t.expires <> 0 AND t.expires <= $4 RETURNING 1) SELECT pg_notify($5, $6)::text FROM t`,
+		updateNotify: `WITH t AS (UPDATE ` + k + ` SET value = $1, version = version + 1, expires = $2
+WHERE key = $3 AND version = $4 AND (expires = 0 OR expires > $5) RETURNING 1) SELECT pg_notify($6, $7)::text FROM t`,
 		del: `DELETE FROM ` + k + ` WHERE key = $1`,
+		list: `SELECT key FROM ` + k + ` WHERE key >= $1 AND key > $2 AND ($3::bytea IS NULL OR key < $3)
+AND (expires = 0 OR expires > $4) ORDER BY key LIMIT $5`,
 		markSeen: `INSERT INTO ` + s + ` AS t (id, expires) VALUES ($1, $2)
 ON CONFLICT (id) DO UPDATE SET expires = excluded.expires
 WHERE t.expires <> 0 AND t.expires <= $3`,
@@ -162,7 +177,7 @@ const schemaLock = 0x64796e6b6579 // "dynkey"
 // its background sweep.
 func New(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error) {
 	s := &Store{pool: pool, addr: addrOf(pool.Config()), close: o.ClosePool,
-		q: newQueries(o.Schema), stop: make(chan struct{})}
+		q: newQueries(o.Schema), channel: notifyChannel(o.Schema), stop: make(chan struct{})}
 	if err := s.createSchema(ctx); err != nil {
 		return nil, s.fail("create tables", err)
 	}
@@ -324,7 +339,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 	now := nanos(time.Now())
 	var err error
 	var n int64
-	if oldVersion == 0 {
+	if s.watch.has(key) {
+		n, err = s.casNotify(ctx, key, oldVersion, value, expires, now)
+	} else if oldVersion == 0 {
 		tag, e := s.pool.Exec(ctx, s.q.create, []byte(key), value, nanos(expires), now)
 		n, err = tag.RowsAffected(), e
 	} else {
@@ -340,6 +357,29 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 		return 0, s.fail("compare and swap", fmt.Errorf("%d rows changed, want 1", n))
 	}
 	return oldVersion + 1, nil
+}
+
+// casNotify is CompareAndSwap's statement for a watched key: the write and
+// its pg_notify in one statement, so watchers hear of it exactly when it
+// commits. It returns the rows written (0 or 1).
+func (s *Store) casNotify(ctx context.Context, key string, oldVersion uint64, value []byte, expires time.Time, now int64) (int64, error) {
+	payload := hex.EncodeToString([]byte(key))
+	var rows pgx.Rows
+	var err error
+	if oldVersion == 0 {
+		rows, err = s.pool.Query(ctx, s.q.createNotify, []byte(key), value, nanos(expires), now, s.channel, payload)
+	} else {
+		rows, err = s.pool.Query(ctx, s.q.updateNotify, value, nanos(expires), []byte(key), int64(oldVersion), now, s.channel, payload)
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for rows.Next() {
+		n++
+	}
+	rows.Close()
+	return n, rows.Err()
 }
 
 // Delete implements [store.Store]: one DELETE by primary key.

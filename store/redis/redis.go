@@ -120,6 +120,7 @@ type Store struct {
 	prefix string
 	addr   string // for error messages: the server addresses, no credentials
 	close  bool
+	watch  watchers
 }
 
 var _ store.Store = (*Store)(nil)
@@ -162,11 +163,20 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	return s, nil
 }
 
+// failFastRetries is the client's retries of a failed command and of a
+// failed dial when the URL sets none (go-redis's defaults, 3 and 5 with
+// backoff, hold a request about 2 s when Redis is down).
+const failFastRetries = 1
+
 // ParseURL parses a URL of one of the forms [Open] accepts and returns an
 // unconnected client and the key prefix (empty if the URL names none). The
 // client honours the deadlines of the contexts it is given
 // (ContextTimeoutEnabled), so a request with a deadline does not wait for a
-// stalled server past it. Its errors never contain the URL's password.
+// stalled server past it, and it fails fast while Redis is down: one retry
+// of a failed command (max_retries, unless the URL sets it) and one of a
+// failed dial (dialer_retries), so that dynkey answers "unavailable" within
+// milliseconds instead of holding each request for seconds. Its errors
+// never contain the URL's password.
 func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 	// A cluster URL's host list is no valid URL host (url.Parse takes
 	// "a:1,b" for a host with port "1,b"): take it out, parse the rest.
@@ -200,6 +210,10 @@ func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 			return nil, "", bad("%v", err)
 		}
 		o.ContextTimeoutEnabled = true
+		if !q.Has("max_retries") {
+			o.MaxRetries = failFastRetries
+		}
+		o.DialerRetries = failFastRetries
 		return goredis.NewClient(o), prefix, nil
 	case "redis+cluster", "rediss+cluster":
 		if strings.Trim(u.Path, "/") != "" {
@@ -223,6 +237,12 @@ func ParseURL(rawURL string) (goredis.UniversalClient, string, error) {
 			return nil, "", bad("%v", err)
 		}
 		o.ContextTimeoutEnabled = true
+		if !q.Has("max_retries") {
+			o.MaxRetries = failFastRetries
+		}
+		if !q.Has("dialer_retries") {
+			o.DialerRetries = failFastRetries
+		}
 		return goredis.NewClusterClient(o), prefix, nil
 	}
 	return nil, "", bad("unknown scheme %q, want one of %s", u.Scheme, strings.Join(schemes, ", "))
@@ -361,6 +381,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 	if n != 1 {
 		return 0, store.ErrConflict
 	}
+	s.publishChange(ctx, key)
 	return oldVersion + 1, nil
 }
 

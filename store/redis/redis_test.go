@@ -76,6 +76,12 @@ func conformance(t *testing.T, url string) {
 		})
 	})
 	t.Run("ExpiryByTTL", func(t *testing.T) { testExpiryByTTL(t, url) })
+	t.Run("Watch", func(t *testing.T) {
+		storetest.RunWatch(t, func(t *testing.T) (store.Store, store.Store) {
+			p := freshPrefix()
+			return open(t, url, p), open(t, url, p)
+		})
+	})
 }
 
 // TestConformance runs the suite against a standalone redis-server.

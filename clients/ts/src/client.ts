@@ -16,14 +16,16 @@ import { asObject, getBool, getSafeUint, getString, parseStrictJSONBytes } from 
 import { decide, DEFAULT_POLICY, type ClientPolicy } from "./policy.js";
 import type { PersistedSession, SessionStore } from "./persist.js";
 import { getSuite, type Suite, type SuiteName, type X25519Impl } from "./suite.js";
-import { bodyTransport, type EnvelopeTransport } from "./transport.js";
+import { bodyTransport, headerTransport, inHeader, simpleBodyTransport, type EnvelopeMode } from "./transport.js";
 import {
   encodeInner,
   encodeRequestHeader,
+  ENVELOPE_HEADER,
   INFO_LOGIN,
   INFO_PROOF,
   INFO_REQUEST,
   keyId,
+  MAX_ENVELOPE_HEADER_SIZE,
   MEDIA_TYPE,
   MESSAGE_ID_SIZE,
   openResponse,
@@ -31,9 +33,12 @@ import {
   PATH_HEARTBEAT,
   PATH_KEYS,
   PATH_LOGIN,
+  PROBLEM_HEADER,
   PROBLEM_MEDIA_TYPE,
+  PROBLEM_STATUS,
   proofAAD,
   requestAAD,
+  RESPONSE_HEADER,
   STATUS_HEADER,
   statusCarriesBody,
   TYPE_LOGIN,
@@ -70,6 +75,24 @@ export interface ClientOptions {
   heartbeatIntervalMs?: number;
   /** Largest request body the client seals. Default 1 MiB. */
   maxBodySize?: number;
+  /**
+   * Where requests carry their envelope (docs/PROTOCOL.md §4): "auto" (the
+   * default) puts it base64url in the Dynkey-Envelope header for GET, HEAD,
+   * DELETE and OPTIONS without a body — fetch refuses a body on GET and
+   * HEAD — and in the body otherwise; "body" always in the body (HEAD
+   * excepted); "header" in the header whenever it fits (8192 bytes
+   * encoded), else in the body. A header is never CORS-safelisted: a
+   * cross-origin request with it is preflighted.
+   */
+  envelope?: EnvelopeMode;
+  /**
+   * Send body envelopes with Content-Type: text/plain instead of
+   * application/dynkey. text/plain is CORS-safelisted, so a cross-origin
+   * POST, PUT or PATCH from a page needs no preflight. Protected routes and
+   * the login and heartbeat endpoints accept it; routes in optional mode do
+   * not (they take it for a plain request). Default false.
+   */
+  simpleBodies?: boolean;
   /** Called synchronously on protocol events (never with secrets). */
   onEvent?: (e: DynkeyEvent) => void;
   /** X25519 implementation for ecies-x25519: "auto" (WebCrypto if present, default), "webcrypto" or "js". */
@@ -184,6 +207,8 @@ interface Result {
   messageId: Uint8Array;
   keyIdHex: string;
   serverKeyIdHex: string;
+  /** The answer to a HEAD request: no body. */
+  head: boolean;
 }
 
 interface OutgoingRequest {
@@ -220,7 +245,7 @@ class Client implements DynkeyClient {
   private readonly fetchImpl: typeof globalThis.fetch;
   private readonly maxBody: number;
   private readonly hbInterval: number;
-  private readonly transport: (method: string) => EnvelopeTransport;
+  private readonly envelopeMode: EnvelopeMode;
 
   private srv?: ServerState;
   private sess?: Session;
@@ -267,9 +292,10 @@ class Client implements DynkeyClient {
     this.fetchImpl = opts.fetch ? f : (input, init) => globalThis.fetch(input, init);
     this.maxBody = opts.maxBodySize && opts.maxBodySize > 0 ? opts.maxBodySize : 1 << 20;
     this.hbInterval = opts.heartbeatIntervalMs ?? 60_000;
-    // Where the envelope travels. Today: the body, for every method. The
-    // header transport (issue 8) plugs in here for GET/HEAD/DELETE.
-    this.transport = () => bodyTransport;
+    this.envelopeMode = opts.envelope ?? "auto";
+    if (!["auto", "body", "header"].includes(this.envelopeMode)) {
+      throw new DynkeyError("config", `dynkey: envelope must be "auto", "body" or "header", not ${JSON.stringify(opts.envelope)}`);
+    }
     this.prepareNextKey();
     this.scheduleHeartbeat();
   }
@@ -401,10 +427,6 @@ class Client implements DynkeyClient {
       throw new DynkeyError("config", `dynkey: ${url.origin} is not the client's server ${this.base.origin}`);
     }
     const method = (init?.method ?? (isReq ? (input as Request).method : "GET")).toUpperCase();
-    if (method === "HEAD") {
-      // A HEAD response has no body, so the sealed response cannot come back.
-      throw new DynkeyError("method-not-supported", "dynkey: HEAD cannot carry a sealed response; use GET");
-    }
     const headers = new Headers(isReq ? (input as Request).headers : undefined);
     if (init?.headers) new Headers(init.headers).forEach((v, k) => headers.set(k, v));
     let body = new Uint8Array();
@@ -427,12 +449,12 @@ class Client implements DynkeyClient {
 
   private toResponse(res: Result): Response {
     const headers = new Headers(res.resp.headers);
-    for (const h of ["content-length", "content-type", "content-encoding", STATUS_HEADER.toLowerCase()]) headers.delete(h);
+    for (const h of ["content-length", "content-type", "content-encoding", STATUS_HEADER, RESPONSE_HEADER]) headers.delete(h);
     if (res.contentType) headers.set("content-type", res.contentType);
     if (res.status < 200 || res.status > 599) {
       throw new DynkeyError("response-not-authentic", `dynkey: status ${res.status} cannot be represented as a Response`);
     }
-    const nullBody = res.status === 204 || res.status === 205 || res.status === 304;
+    const nullBody = res.status === 204 || res.status === 205 || res.status === 304 || res.head;
     return new Response(nullBody ? null : (res.body as Uint8Array<ArrayBuffer>), { status: res.status, headers });
   }
 
@@ -682,7 +704,15 @@ class Client implements DynkeyClient {
     headers.delete("content-type");
     headers.delete("content-encoding");
     headers.delete("content-length");
-    const body = this.transport(req.method).attach(envelope, headers);
+    const head = req.method === "HEAD";
+    const useHeader = inHeader(this.envelopeMode, req.method, req.body.length, envelope.length);
+    if (head && (!useHeader || req.body.length > 0)) {
+      const err = new DynkeyError("method-not-supported", `dynkey: a HEAD request needs its envelope in the ${ENVELOPE_HEADER} header (no body, at most ${MAX_ENVELOPE_HEADER_SIZE} bytes encoded)`);
+      (err as { notSent?: boolean }).notSent = true;
+      throw err;
+    }
+    const transport = useHeader ? headerTransport : this.opts.simpleBodies ? simpleBodyTransport : bodyTransport;
+    const body = transport.attach(envelope, headers);
     let resp: Response;
     try {
       resp = await this.fetchImpl(req.url.href, {
@@ -699,7 +729,7 @@ class Client implements DynkeyClient {
       if (e instanceof TypeError && /GET\/HEAD|GET or HEAD|cannot have body/i.test(msg)) {
         const err = new DynkeyError(
           "method-not-supported",
-          `dynkey: this fetch refuses a ${req.method} with a body, and the header transport is not available yet (${msg})`,
+          `dynkey: this fetch refuses a ${req.method} with a body; use the header transport (envelope "auto" or "header") (${msg})`,
           { cause: e },
         );
         (err as { notSent?: boolean }).notSent = true;
@@ -711,7 +741,7 @@ class Client implements DynkeyClient {
     const rb = new Uint8Array(await resp.arrayBuffer());
     const at = now();
     if (rb.length > this.maxBody + 64 * 1024) throw new DynkeyError("response-not-authentic", "dynkey: response too large");
-    const res: Result = { resp, status: resp.status, contentType: "", body: rb, at, messageId, keyIdHex: "", serverKeyIdHex: srv.keyIdHex };
+    const res: Result = { resp, status: resp.status, contentType: "", body: rb, at, messageId, keyIdHex: "", serverKeyIdHex: srv.keyIdHex, head };
     const mt = (resp.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
     if (mt === MEDIA_TYPE) {
       let status = resp.status;
@@ -722,7 +752,17 @@ class Client implements DynkeyClient {
           throw new DynkeyError("response-not-authentic", `dynkey: bad ${STATUS_HEADER} header`);
         }
       }
-      const opened = await openResponse(sealed.secret, messageId, status, rb);
+      let sealedBody: Uint8Array = rb;
+      if (head) {
+        // A HEAD response has no body: its envelope is in Dynkey-Response.
+        try {
+          sealedBody = b64uDecode(resp.headers.get(RESPONSE_HEADER) ?? "");
+        } catch {
+          sealedBody = new Uint8Array();
+        }
+        if (sealedBody.length === 0) throw new DynkeyError("response-not-authentic", `dynkey: HEAD response without a valid ${RESPONSE_HEADER} header`);
+      }
+      const opened = await openResponse(sealed.secret, messageId, status, sealedBody);
       res.status = status;
       res.contentType = opened.contentType;
       res.body = opened.body;
@@ -731,7 +771,15 @@ class Client implements DynkeyClient {
     if (mt === PROBLEM_MEDIA_TYPE && resp.status >= 400) {
       // A refusal, sent before any handler ran. Not authenticated: the client
       // acts on it only in ways an attacker on the path could force anyway.
-      const prob = parseProblem(rb);
+      let prob = parseProblem(rb);
+      if (!prob && head) {
+        // No body: the code comes from Dynkey-Problem, exactly as
+        // unauthenticated as a body would be; it must match the status.
+        const code = resp.headers.get(PROBLEM_HEADER) ?? "";
+        if (Object.hasOwn(PROBLEM_STATUS, code) && PROBLEM_STATUS[code] === resp.status) {
+          prob = { type: "urn:dynkey:problem:" + code, title: "", status: resp.status, code };
+        }
+      }
       if (prob) {
         res.problem = { ...prob, status: resp.status };
         res.contentType = PROBLEM_MEDIA_TYPE;

@@ -33,7 +33,7 @@ export type ClientCode =
   | "suite-mismatch"
   /** First contact over plain http without a pinned identity key and without the opt-in. */
   | "insecure-first-contact"
-  /** The method cannot be sent by this fetch (GET/HEAD with a body) until the header transport exists. */
+  /** The request cannot be sent: a GET or HEAD with a body (fetch refuses it), or a HEAD whose envelope does not fit in the Dynkey-Envelope header. */
   | "method-not-supported"
   /** The request body is over maxBodySize. */
   | "body-too-large"

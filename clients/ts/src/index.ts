@@ -8,6 +8,7 @@ export type { PersistedSession, SessionStore } from "./persist.js";
 export type { ClientCode, Problem, ProblemCode } from "./errors.js";
 export type { ClientPolicy, PolicyFacts, PolicyFunction, PolicyLimits } from "./policy.js";
 export type { SuiteName, X25519Impl } from "./suite.js";
+export type { EnvelopeMode } from "./transport.js";
 
 // Lower-level pieces, for tests, tools and other transports.
 export * as wire from "./wire.js";

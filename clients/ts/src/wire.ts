@@ -32,6 +32,36 @@ export const PATH_HEARTBEAT = "/dynkey/heartbeat";
 export const MEDIA_TYPE = "application/dynkey";
 export const PROBLEM_MEDIA_TYPE = "application/problem+json";
 export const STATUS_HEADER = "Dynkey-Status";
+/** The request header carrying an envelope, base64url without padding (§4, header transport). */
+export const ENVELOPE_HEADER = "Dynkey-Envelope";
+/** The response header carrying the sealed response of a HEAD request (§6). */
+export const RESPONSE_HEADER = "Dynkey-Response";
+/** The response header carrying a refusal's code (§6, §9): what a HEAD refusal, with no body, has. */
+export const PROBLEM_HEADER = "Dynkey-Problem";
+/** Largest encoded Dynkey-Envelope value the server accepts. */
+export const MAX_ENVELOPE_HEADER_SIZE = 8192;
+
+/** The HTTP status of each problem code (§9). */
+export const PROBLEM_STATUS: Readonly<Record<string, number>> = {
+  "bad-format": 400,
+  "not-encrypted": 415,
+  "too-large": 413,
+  "unsupported-suite": 400,
+  "server-key-unknown": 400,
+  "decrypt-failed": 400,
+  "token-invalid": 401,
+  "token-expired": 401,
+  "client-key-unknown": 401,
+  "client-key-expired": 401,
+  stale: 400,
+  replay: 400,
+  "rotation-refused": 409,
+  "login-failed": 401,
+  "login-throttled": 429,
+  "login-busy": 503,
+  "method-not-allowed": 405,
+  unavailable: 503,
+};
 
 /** Suite names: 1..64 bytes of [a-z0-9-]. */
 export function validSuiteName(s: string): boolean {

@@ -18,6 +18,12 @@
 //	                       (retired keys past their grace are destroyed)
 //	/admin/stats           GET: handler calls by path, epoch, clock offset
 //
+// -framework picks how the API is built: "nethttp" (the default: the
+// net/http middleware on a ServeMux, CORS by hand), "chi" (chi routes with
+// m.Handler on a sub-router, rs/cors in front) or "echo" (Echo v4 with
+// adapters/echo, Echo's CORS middleware in front). Every CORS preflight
+// the API port sees is counted in /admin/stats ("preflights", by path).
+//
 // Protected routes (any method):
 //
 //	/api/echo[?status=N]   echoes the body and its content type with status N (default 200)
@@ -46,6 +52,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+	"github.com/labstack/echo/v4"
+	echomw "github.com/labstack/echo/v4/middleware"
+	"github.com/rs/cors"
+
+	dynkeychi "github.com/dynkey/dynkey/adapters/chi"
+	dynkeyecho "github.com/dynkey/dynkey/adapters/echo"
 	"github.com/dynkey/dynkey/auth"
 	"github.com/dynkey/dynkey/middleware"
 	"github.com/dynkey/dynkey/policy"
@@ -86,6 +99,7 @@ func main() {
 	grace := flag.Duration("server-key-grace", time.Minute, "how long a retired server key still opens messages")
 	maintain := flag.Duration("maintain", 200*time.Millisecond, "maintenance loop interval")
 	watchStdin := flag.Bool("stdin", true, "exit when standard input is closed")
+	framework := flag.String("framework", "nethttp", `how the API is built: "nethttp", "chi" or "echo"`)
 	flag.Parse()
 
 	var offset atomic.Int64 // ns added to the real clock
@@ -128,8 +142,9 @@ func main() {
 	defer m.Close()
 
 	var c = &calls{n: map[string]int{}}
-	api := http.NewServeMux()
-	api.HandleFunc("/api/echo", func(w http.ResponseWriter, r *http.Request) {
+	preflights := &calls{n: map[string]int{}}
+	handlers := map[string]http.HandlerFunc{}
+	handlers["/api/echo"] = func(w http.ResponseWriter, r *http.Request) {
 		c.add(r.URL.Path)
 		b, _ := io.ReadAll(r.Body)
 		status := http.StatusOK
@@ -143,28 +158,65 @@ func main() {
 		}
 		w.WriteHeader(status)
 		_, _ = w.Write(b)
-	})
-	api.HandleFunc("/api/empty", func(w http.ResponseWriter, r *http.Request) {
+	}
+	handlers["/api/empty"] = func(w http.ResponseWriter, r *http.Request) {
 		c.add(r.URL.Path)
 		w.WriteHeader(http.StatusNoContent)
-	})
-	api.HandleFunc("/api/hello", func(w http.ResponseWriter, r *http.Request) {
+	}
+	handlers["/api/hello"] = func(w http.ResponseWriter, r *http.Request) {
 		c.add(r.URL.Path)
 		s, _ := middleware.FromContext(r.Context())
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = fmt.Fprintf(w, "hello %s", s.Username)
-	})
+	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/dynkey/", m.Endpoints())
-	mux.Handle("/.well-known/dynkey/", m.Endpoints())
-	mux.Handle("/api/", m.Handler(api))
-
+	var origins []string
 	allowed := map[string]bool{}
 	for _, o := range strings.Split(*corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			allowed[o] = true
+			origins = append(origins, o)
 		}
+	}
+	var apiHandler http.Handler
+	switch *framework {
+	case "nethttp":
+		api := http.NewServeMux()
+		for p, h := range handlers {
+			api.HandleFunc(p, h)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/dynkey/", m.Endpoints())
+		mux.Handle("/.well-known/dynkey/", m.Endpoints())
+		mux.Handle("/api/", m.Handler(api))
+		apiHandler = withCORS(allowed, mux)
+	case "chi":
+		r := chi.NewRouter()
+		if len(origins) > 0 {
+			r.Use(cors.New(dynkeychi.CORSOptions(origins)).Handler)
+		}
+		dynkeychi.Mount(r, m)
+		r.Route("/api", func(r chi.Router) {
+			r.Use(m.Handler)
+			for p, h := range handlers {
+				r.HandleFunc(strings.TrimPrefix(p, "/api"), h)
+			}
+		})
+		apiHandler = r
+	case "echo":
+		e := echo.New()
+		e.HideBanner, e.HidePort = true, true
+		if len(origins) > 0 {
+			e.Use(echomw.CORSWithConfig(dynkeyecho.CORSConfig(origins)))
+		}
+		dynkeyecho.Mount(e, m)
+		g := e.Group("/api", dynkeyecho.Middleware(m))
+		for p, h := range handlers {
+			g.Any(strings.TrimPrefix(p, "/api"), echo.WrapHandler(h))
+		}
+		apiHandler = e
+	default:
+		log.Fatalf("unknown -framework %q", *framework)
 	}
 
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -198,10 +250,16 @@ func main() {
 		writeJSON(w, map[string]any{"offset_ms": time.Duration(offset.Load()).Milliseconds()})
 	})
 	admin.HandleFunc("GET /admin/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"calls": c.snapshot(), "offset_ms": time.Duration(offset.Load()).Milliseconds()})
+		writeJSON(w, map[string]any{"calls": c.snapshot(), "preflights": preflights.snapshot(), "offset_ms": time.Duration(offset.Load()).Milliseconds()})
 	})
 
-	apiSrv := &http.Server{Handler: withCORS(allowed, mux), ReadHeaderTimeout: 10 * time.Second}
+	countPreflights := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			preflights.add(r.URL.Path)
+		}
+		apiHandler.ServeHTTP(w, r)
+	})
+	apiSrv := &http.Server{Handler: countPreflights, ReadHeaderTimeout: 10 * time.Second}
 	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = apiSrv.Serve(apiLn) }()
 	go func() { _ = adminSrv.Serve(adminLn) }()
@@ -233,9 +291,13 @@ func main() {
 	_ = adminSrv.Shutdown(ctx)
 }
 
-// withCORS lets pages on the allowed origins call the API: preflights are
-// answered here (they never reach dynkey), responses name the origin and
-// expose Dynkey-Status, which carries the real status of 204/304 responses.
+// withCORS lets pages on the allowed origins call the API by hand (what
+// rs/cors and Echo's CORS do with dynkeychi.CORSOptions and
+// dynkeyecho.CORSConfig): preflights are answered here (they never reach
+// dynkey) and allow the Dynkey-Envelope request header; responses name the
+// origin and expose Dynkey-Status (the real status of 204/304 responses),
+// Dynkey-Response (the sealed answer to HEAD) and Dynkey-Problem (the code
+// of a refusal, the only one a HEAD refusal has).
 func withCORS(allowed map[string]bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
@@ -246,10 +308,10 @@ func withCORS(allowed map[string]bool, next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
-		h.Set("Access-Control-Expose-Headers", "Dynkey-Status")
+		h.Set("Access-Control-Expose-Headers", "Dynkey-Status, Dynkey-Response, Dynkey-Problem, Retry-After, Allow")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Content-Type")
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Dynkey-Envelope")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return

@@ -188,6 +188,89 @@ describe("e2e browser (headless Chromium)", { skip: !haveBrowser && "no chromium
     assert.equal(second.cleared, true);
   });
 
+  // CORS (issue 8): the page on one loopback origin, the API on another,
+  // built three ways — net/http with CORS by hand, chi with rs/cors, Echo
+  // with its own CORS middleware — each in front of dynkey.
+  for (const framework of ["nethttp", "chi", "echo"] as const) {
+    test(`CORS with ${framework}: preflights pass, GET/HEAD/DELETE through the header, refusals readable, rotations of both sides`, async () => {
+      const srv = await startServer(["-framework", framework, "-cors-origin", pageSrv.origin]);
+      servers.push(srv);
+      assert.notEqual(new URL(srv.url).origin, pageSrv.origin);
+      const preflights = async (): Promise<Record<string, number>> => {
+        const r = await fetch(srv.admin + "/admin/stats");
+        return ((await r.json()) as { preflights: Record<string, number> }).preflights;
+      };
+      const out = await page.evaluate(async ([url, identity]: string[]) => {
+        const w = window as Any;
+        const c = w.dynkey.createClient({ baseURL: url, username: "alice", password: "alice-pw", identityKey: identity, heartbeatIntervalMs: 0, policy: { maxMessages: 4 } });
+        w.corsClient = c;
+        await c.login();
+        const post = await c.fetch("/api/echo?status=201", { method: "POST", body: '{"a":1}', headers: { "Content-Type": "application/json" } });
+        const get = await c.fetch("/api/hello?x=1");
+        const head = await c.fetch("/api/hello", { method: "HEAD" });
+        const del = await c.fetch("/api/empty", { method: "DELETE" });
+        for (let i = 0; i < 12; i++) await (await c.fetch("/api/hello?i=" + i)).text();
+        // A plain request, as a page without dynkey would send it: the refusal is readable.
+        const plain = await fetch(url + "/api/hello");
+        const plainHead = await fetch(url + "/api/hello", { method: "HEAD" });
+        return {
+          post: [post.status, post.headers.get("content-type"), await post.text()],
+          get: [get.status, get.headers.get("content-type"), await get.text()],
+          head: [head.status, head.headers.get("content-type"), head.body === null],
+          del: [del.status, await del.text()],
+          rotations: c.stats().clientRotations,
+          plain: [plain.status, plain.headers.get("content-type"), plain.headers.get("Dynkey-Problem"), (await plain.json()).code],
+          plainHead: [plainHead.status, plainHead.headers.get("Dynkey-Problem")],
+        };
+      }, [srv.url, srv.identity]);
+      assert.deepEqual(out.post, [201, "application/json", '{"a":1}']);
+      assert.deepEqual(out.get, [200, "text/plain; charset=utf-8", "hello alice"]);
+      assert.deepEqual(out.head, [200, "text/plain; charset=utf-8", true]);
+      assert.deepEqual(out.del, [204, ""]);
+      assert.ok(out.rotations >= 2, `client rotations ${out.rotations}`);
+      assert.deepEqual(out.plain, [415, "application/problem+json", "not-encrypted", "not-encrypted"]);
+      assert.deepEqual(out.plainHead, [415, "not-encrypted"]);
+
+      // Server rotations, followed through heartbeats from the page.
+      for (let i = 0; i < 2; i++) {
+        const before = await page.evaluate(() => (window as Any).corsClient.state().serverKeyId);
+        await srv.rotate();
+        const after = await page.evaluate(async () => {
+          const c = (window as Any).corsClient;
+          await c.heartbeat();
+          return (await (await c.fetch("/api/hello")).text()) + " " + c.state().serverKeyId;
+        });
+        assert.match(after, /^hello alice [0-9a-f]{16}$/);
+        assert.notEqual(after.split(" ")[2], before, "the page followed the server key rotation");
+      }
+
+      // Preflights: a header envelope always needs one (Dynkey-Envelope is not
+      // CORS-safelisted), so does an application/dynkey body; a text/plain
+      // body (simpleBodies) needs none. Fresh URLs defeat the preflight cache.
+      const p0 = await preflights();
+      const uniq = String(Date.now());
+      await page.evaluate(async ([url, identity, uniq]: string[]) => {
+        const w = window as Any;
+        const simple = w.dynkey.createClient({ baseURL: url, username: "alice", password: "alice-pw", identityKey: identity, heartbeatIntervalMs: 0, simpleBodies: true });
+        const r = await simple.fetch("/api/echo?simple=" + uniq, { method: "POST", body: "s" });
+        if ((await r.text()) !== "s") throw new Error("simple body");
+        simple.close();
+      }, [srv.url, srv.identity, uniq]);
+      const p1 = await preflights();
+      assert.equal(p1["/api/echo"] ?? 0, p0["/api/echo"] ?? 0, "a text/plain body envelope needs no preflight");
+      await page.evaluate(async (uniq: string) => {
+        const c = (window as Any).corsClient;
+        await (await c.fetch("/api/echo?dynkey=" + uniq, { method: "POST", body: "d" })).text();
+        await (await c.fetch("/api/hello?header=" + uniq)).text();
+        c.close();
+      }, uniq);
+      const p2 = await preflights();
+      assert.equal((p2["/api/echo"] ?? 0) - (p1["/api/echo"] ?? 0), 1, "an application/dynkey body is preflighted");
+      assert.equal((p2["/api/hello"] ?? 0) - (p1["/api/hello"] ?? 0), 1, "a Dynkey-Envelope header is preflighted");
+      console.log(`# CORS ${framework}: preflights ${JSON.stringify(p2)}`);
+    });
+  }
+
   for (const suite of ["ecies-x25519", "ecies-p256"] as const) {
     test(`${suite}: login, 100 requests, rotations of both sides, 204, recoveries, page and API on different origins, and in a Web Worker`, async () => {
       const srv = await startServer(["-suite", suite, "-cors-origin", pageSrv.origin]);
@@ -261,16 +344,12 @@ describe("e2e browser (headless Chromium)", { skip: !haveBrowser && "no chromium
       assert.equal(serverKeys.size, 3);
       console.log(`# browser ${suite}: ${JSON.stringify(st)}`);
 
-      // GET cannot carry a body in a browser's fetch: a typed error until the header transport exists.
+      // GET travels with its envelope in the Dynkey-Envelope header (fetch refuses a body on it).
       const get = await page.evaluate(async () => {
-        try {
-          await (window as Any).client.fetch("/api/hello");
-          return "no error";
-        } catch (e: Any) {
-          return `${e.name}:${e.code}`;
-        }
+        const r = await (window as Any).client.fetch("/api/hello");
+        return `${r.status}:${await r.text()}`;
       });
-      assert.equal(get, "DynkeyError:method-not-supported");
+      assert.equal(get, "200:hello alice");
 
       // Recoveries, with heartbeats off so that only the request sees each change.
       await page.evaluate(async ([url, identity, suite]: string[]) => {

@@ -90,18 +90,8 @@ for (const suite of ["ecies-x25519", "ecies-p256"] as const) {
       }
     });
 
-    test("GET: refused by the WHATWG fetch with a typed error; works with a fetch that sends GET bodies", async () => {
-      const { c } = client({ heartbeatIntervalMs: 0 });
-      try {
-        await assert.rejects(c.fetch("/api/hello"), (e: unknown) => e instanceof DynkeyError && e.code === "method-not-supported");
-        await assert.rejects(c.fetch("/api/hello", { method: "HEAD" }), (e: unknown) => e instanceof DynkeyError && e.code === "method-not-supported");
-        // The refused GET did not spend the next key or leave a pending rotation.
-        const r = await c.fetch("/api/echo", { method: "POST", body: "still fine" });
-        assert.equal(await r.text(), "still fine");
-      } finally {
-        c.close();
-      }
-      const { c: g } = client({ heartbeatIntervalMs: 0, fetch: nodeHttpFetch, policy: { maxMessages: 3 } });
+    test("GET, HEAD, DELETE and OPTIONS through the Dynkey-Envelope header with Node's fetch; GET carries rotations", async () => {
+      const { c: g } = client({ heartbeatIntervalMs: 0, policy: { maxMessages: 3 } });
       try {
         for (let i = 0; i < 8; i++) {
           const r = await g.fetch("/api/hello?i=" + i);
@@ -109,10 +99,28 @@ for (const suite of ["ecies-x25519", "ecies-p256"] as const) {
           assert.equal(await r.text(), "hello alice");
         }
         assert.ok(g.stats().clientRotations >= 2, "GET carries rotations");
+        const h = await g.fetch("/api/hello", { method: "HEAD" });
+        assert.equal(h.status, 200);
+        assert.equal(h.headers.get("content-type"), "text/plain; charset=utf-8");
+        assert.equal(h.body, null);
         const d = await g.fetch("/api/empty", { method: "DELETE" });
         assert.equal(d.status, 204);
+        const o = await g.fetch("/api/echo?status=202", { method: "OPTIONS" });
+        assert.equal(o.status, 202);
+        // A GET with a body cannot be sent by the WHATWG fetch: a typed error, nothing spent.
+        await assert.rejects(g.fetch("/api/echo", { method: "GET", body: "x" }), (e: unknown) => e instanceof DynkeyError && e.code === "method-not-supported");
+        const r = await g.fetch("/api/echo", { method: "POST", body: "still fine" });
+        assert.equal(await r.text(), "still fine");
       } finally {
         g.close();
+      }
+      // The nodeHttpFetch path (GET bodies allowed) with envelope "body" still works.
+      const { c: b } = client({ heartbeatIntervalMs: 0, fetch: nodeHttpFetch, envelope: "body" });
+      try {
+        const r = await b.fetch("/api/hello");
+        assert.equal(await r.text(), "hello alice");
+      } finally {
+        b.close();
       }
     });
 

@@ -5,7 +5,7 @@
 // non-canonical base64url), tamper with responses, or forge problems.
 // The real Go server is exercised by the end-to-end tests.
 
-import { b64uEncode, concat, fromHex, readLP16, toHex, utf8 } from "../../src/bytes.js";
+import { b64uDecode, b64uEncode, concat, fromHex, readLP16, toHex, utf8 } from "../../src/bytes.js";
 import { signatureInput } from "../../src/directory.js";
 import { getSuite, type Suite } from "../../src/suite.js";
 import * as wire from "../../src/wire.js";
@@ -82,6 +82,8 @@ export class FakeServer {
   });
   calls = 0;
   logins = 0;
+  /** How each request to a protected route carried its envelope. */
+  transports: Array<{ method: string; via: "header" | "body"; contentType: string | null }> = [];
   /** Answers a login instead of the server (e.g. a login-failed problem). */
   loginHook?: () => Response | undefined;
 
@@ -157,7 +159,16 @@ export class FakeServer {
       return new Response(await this.directory("keys") as Uint8Array<ArrayBuffer>, { headers: { "content-type": "application/json" } });
     }
     const body = new Uint8Array(await new Response(init?.body ?? null).arrayBuffer());
-    const env = parseEnvelope(body);
+    const reqHeaders = new Headers(init?.headers);
+    const hdr = reqHeaders.get(wire.ENVELOPE_HEADER);
+    if (hdr !== null && body.length > 0) return this.problem("bad-format", 400);
+    let env: ParsedEnvelope;
+    try {
+      env = parseEnvelope(hdr !== null ? b64uDecode(hdr) : body);
+    } catch {
+      return this.problem("bad-format", 400);
+    }
+    const head = method === "HEAD";
     this.sTime += 10;
     const sk = this.keys.find((k) => k.id === env.serverKeyId);
     if (!sk) {
@@ -205,13 +216,15 @@ export class FakeServer {
       out = { status: 200, contentType: "application/json", body: utf8(JSON.stringify({ s_time: this.sTime, directory: dir })) };
     } else {
       this.calls++;
+      this.transports.push({ method, via: hdr !== null ? "header" : "body", contentType: reqHeaders.get("content-type") });
       out = this.handler(method, url.pathname, inner.body, inner.contentType);
     }
     const carries = wire.statusCarriesBody(out.status);
-    const sealed = await wire.sealResponse(opened.secret, env.messageId, out.status, out.contentType, out.body);
+    const sealed = await wire.sealResponse(opened.secret, env.messageId, out.status, out.contentType, head ? new Uint8Array() : out.body);
     const headers: Record<string, string> = { "content-type": wire.MEDIA_TYPE };
     if (!carries) headers[wire.STATUS_HEADER] = String(out.status);
-    const resp = new Response(sealed as Uint8Array<ArrayBuffer>, { status: carries ? out.status : 200, headers });
+    if (head) headers[wire.RESPONSE_HEADER] = b64uEncode(sealed);
+    const resp = new Response(head ? null : (sealed as Uint8Array<ArrayBuffer>), { status: carries ? out.status : 200, headers });
     return this.responseHook ? this.responseHook(resp, url.pathname) : resp;
   };
 }

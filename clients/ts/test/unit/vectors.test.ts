@@ -12,6 +12,7 @@ import { b64uDecode, b64uEncode, concat, fromHex, toHex, u16, utf8 } from "../..
 import { parseSignedDirectory, primaryKey, signatureInput, verifyDirectory } from "../../src/directory.js";
 import { parseStrictJSONBytes, asObject } from "../../src/json.js";
 import { getSuite, type Suite, type X25519Impl } from "../../src/suite.js";
+import { headerTransport, inHeader } from "../../src/transport.js";
 import * as wire from "../../src/wire.js";
 import { ed25519FromSeed, vectors, type Any } from "./helpers.js";
 
@@ -77,7 +78,7 @@ for (const [suiteName, impl] of impls) {
     assert.equal(primaryKey(got).id, v.keys.server.key_id);
   });
 
-  for (const msg of ["login", "request", "rotation"]) {
+  for (const msg of ["login", "request", "rotation", "header_get", "head"]) {
     test(`vectors ${label}: ${msg} message and response`, async () => {
       const suite: Suite = await getSuite(suiteName, impl);
       const m = v[msg];
@@ -129,6 +130,17 @@ for (const [suiteName, impl] of impls) {
       assert.equal(toHex(sealed.ciphertext), m.ciphertext, "ciphertext");
       assert.equal(toHex(sealed.secret), m.secret, "secret");
       assert.equal(toHex(concat(header, sealed.ciphertext)), m.envelope, "envelope");
+      if (m.transport === "header") {
+        // Header transport (§4): the same envelope, base64url without padding.
+        assert.equal(b64uEncode(h(m.envelope)), m.envelope_header, "envelope_header");
+        assert.equal(toHex(b64uDecode(m.envelope_header)), m.envelope);
+        const hdrs = new Headers();
+        assert.equal(headerTransport.attach(h(m.envelope), hdrs), null, "no body");
+        assert.equal(hdrs.get(wire.ENVELOPE_HEADER), m.envelope_header);
+        assert.ok(inHeader("auto", m.method, 0, h(m.envelope).length), "auto mode uses the header for " + m.method);
+      } else {
+        assert.equal(m.transport ?? "body", "body");
+      }
       // The recipient's view agrees (plaintext and exporter).
       const opened = await suite.open(pairs[m.recipient], pairs[m.sender].publicKey, utf8(m.info), aad, sealed.ciphertext);
       assert.equal(toHex(opened.plaintext), m.inner_bytes);
@@ -146,6 +158,13 @@ for (const [suiteName, impl] of impls) {
       const got = await wire.openResponse(h(m.secret), h(hd.message_id), r.status, h(r.envelope));
       assert.equal(got.contentType, r.content_type);
       assert.equal(toHex(got.body), r.body);
+      if (msg === "head") {
+        // The HEAD response travels in Dynkey-Response and seals an empty body.
+        assert.equal(r.body, "");
+        assert.equal(b64uEncode(h(r.envelope)), r.header, "Dynkey-Response");
+        const viaHeader = await wire.openResponse(h(m.secret), h(hd.message_id), r.status, b64uDecode(r.header));
+        assert.equal(viaHeader.contentType, r.content_type);
+      }
 
       if (msg === "login") {
         const o = asObject(parseStrictJSONBytes(h(r.body)), "login response");
@@ -183,6 +202,24 @@ for (const [suiteName, impl] of impls) {
     }
   });
 }
+
+test("vectors: header transport choice", () => {
+  for (const [name, mode, method, bodyLen, envLen, want] of [
+    ["auto GET", "auto", "GET", 0, 300, true],
+    ["auto DELETE", "auto", "DELETE", 0, 300, true],
+    ["auto OPTIONS", "auto", "OPTIONS", 0, 300, true],
+    ["auto HEAD", "auto", "HEAD", 0, 300, true],
+    ["auto GET with a body", "auto", "GET", 5, 300, false],
+    ["auto POST", "auto", "POST", 0, 300, false],
+    ["body GET", "body", "GET", 0, 300, false],
+    ["body HEAD", "body", "HEAD", 0, 300, true],
+    ["header POST", "header", "POST", 10, 300, true],
+    ["too large (6145 bytes = 8194 encoded)", "header", "GET", 0, 6145, false],
+    ["largest (6144 bytes = 8192 encoded)", "header", "GET", 0, 6144, true],
+  ] as const) {
+    assert.equal(inHeader(mode, method, bodyLen, envLen), want, name);
+  }
+});
 
 test("vectors cover both suites", () => {
   assert.deepEqual(vectors.vectors.map((x: Any) => x.suite).sort(), ["ecies-p256", "ecies-x25519"]);

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dynkey/dynkey/middleware"
 	"github.com/dynkey/dynkey/store"
 	"github.com/dynkey/dynkey/store/storeurl"
 )
@@ -29,7 +28,7 @@ type kekSource struct {
 
 func addKEKFlags(fs *flag.FlagSet, prefix, what string) *kekSource {
 	k := &kekSource{prefix: prefix}
-	fs.StringVar(&k.file, prefix+"kek-file", "", "file holding the "+what+" key-encryption key (32 bytes: hex, base64 or raw)")
+	fs.StringVar(&k.file, prefix+"kek-file", "", "file holding the "+what+" key-encryption key (32 bytes in hex or base64)")
 	fs.StringVar(&k.envVar, prefix+"kek-env", "", "environment variable holding the "+what+" key-encryption key (hex or base64)")
 	return k
 }
@@ -65,37 +64,11 @@ func (k *kekSource) load(e *env) ([]byte, error) {
 	return nil, usagef("missing -%skek-file or -%skek-env (make one with: dynkey kek new -o FILE)", k.prefix, k.prefix)
 }
 
-// errKEKFormat: the key-encryption key is not 32 bytes in any encoding.
-var errKEKFormat = errors.New("must be 32 bytes: 64 hex digits, 44 characters of base64, or 32 raw bytes")
-
-// decodeKEK reads a key written by "kek new" (hex or base64, a trailing
-// newline allowed) or 32 raw bytes.
+// decodeKEK reads a key-encryption key as the servers do
+// (middleware.ParseKEK): 64 hex digits or base64, white space around it
+// ignored.
 func decodeKEK(b []byte) ([]byte, error) {
-	if len(b) == kekSize && !printable(b) {
-		// 32 raw bytes. A random key is all printable ASCII with a
-		// probability below 1e-14, while 32 printable characters are
-		// most likely a mistake (a 16-byte key in hex): refused below.
-		return append([]byte(nil), b...), nil
-	}
-	s := strings.TrimSpace(string(b))
-	if k, err := hex.DecodeString(s); err == nil && len(k) == kekSize {
-		return k, nil
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if k, err := enc.Strict().DecodeString(s); err == nil && len(k) == kekSize {
-			return k, nil
-		}
-	}
-	return nil, errKEKFormat
-}
-
-func printable(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			return false
-		}
-	}
-	return true
+	return middleware.ParseKEK(string(b))
 }
 
 // storeForms lists the store URLs this build opens.

@@ -221,6 +221,8 @@ func TestKEKNew(t *testing.T) {
 	fails(t, runOpts{}, 1, "no such file or directory", "kek", "new", "-o", filepath.Join(dir, "missing", "kek"))
 }
 
+// TestDecodeKEK: the command reads a key-encryption key in the forms the
+// servers read (middleware.ParseKEK), and only those.
 func TestDecodeKEK(t *testing.T) {
 	key := bytes.Repeat([]byte{0xab}, 32)
 	tests := []struct {
@@ -231,7 +233,7 @@ func TestDecodeKEK(t *testing.T) {
 		{"hex", hex.EncodeToString(key) + "\n", true},
 		{"base64", base64.StdEncoding.EncodeToString(key), true},
 		{"base64url raw", base64.RawURLEncoding.EncodeToString(key) + "\n", true},
-		{"raw", string(key), true},
+		{"raw bytes", string(key), false},
 		{"32 printable characters", strings.Repeat("k", 32), false},
 		{"short hex", hex.EncodeToString(key[:16]), false},
 		{"junk", "not a key", false},

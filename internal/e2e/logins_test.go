@@ -416,7 +416,7 @@ func sqliteRows(t *testing.T, path string) int {
 	require.NoError(t, err)
 	defer db.Close()
 	total := 0
-	for _, table := range []string{"kv", "seen"} {
+	for _, table := range []string{"kv", "replay_log"} {
 		var n int
 		require.NoError(t, db.QueryRow("SELECT count(*) FROM "+table).Scan(&n))
 		total += n

@@ -2,13 +2,30 @@
 // pure-Go driver modernc.org/sqlite (no cgo).
 //
 // The state survives restarts and can be shared by several server processes
-// on one machine: every CompareAndSwap and MarkSeen is a single conditional
-// SQL statement, so it is atomic even across processes opening the same
-// file. The database runs in WAL mode, which needs a local file system (not
-// NFS or other network shares).
+// on one machine: every CompareAndSwap is a single conditional SQL
+// statement, and MarkSeen decides and records its ids inside a write
+// transaction, holding SQLite's write lock, so both are atomic even across
+// processes opening the same file. Replay ids are kept as a log of 16-byte
+// hashes in the file and indexed in memory by every Store (about 75 bytes
+// per live id), which each write transaction first brings up to date with
+// what other processes appended. The database runs in WAL mode, which
+// needs a local file system (not NFS or other network shares).
 //
-// Within one process, open the file once and share the [*Store]: each Store
-// uses a single connection, so its operations run one at a time.
+// # Performance
+//
+// Within one process, open the file once and share the [*Store]. A Store
+// writes through a single connection (so that writes from one process never
+// contend for SQLite's write lock among themselves) and reads through a pool
+// of read-only connections, which WAL lets run beside the writer. MarkSeen
+// calls arriving while the writer is busy are committed together in one
+// transaction (group commit), and the write-ahead log is fsync'ed by a
+// second goroutine while the writer already commits the next group: one
+// fsync serves every group committed before it started. Each caller
+// learns its own answer only once the log holding its id is on disk, and
+// CompareAndSwap and Delete return only after the same fsync: nothing is
+// acknowledged before it is on disk, so a power cut loses no session, key
+// ring or message id that a caller was told was stored
+// (docs/PERFORMANCE.md).
 package sqlite
 
 import (
@@ -18,8 +35,11 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +52,12 @@ import (
 const sweepEvery = 1000
 
 // Expiries are stored as Unix nanoseconds, 0 meaning never.
+//
+// Replay ids are a log (table replay_log) in the order they were recorded,
+// each as the first 16 bytes of its SHA-256 (replayHash), and every Store
+// keeps an index of the live ones in memory (see seenSet). Appending to a
+// log writes one or two pages per group commit, where inserting random
+// keys into a B-tree would write a page per id.
 const schema = `
 CREATE TABLE IF NOT EXISTS kv (
 	key     TEXT PRIMARY KEY,
@@ -40,19 +66,58 @@ CREATE TABLE IF NOT EXISTS kv (
 	expires INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires) WHERE expires != 0;
-CREATE TABLE IF NOT EXISTS seen (
-	id      TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS replay_log (
+	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+	h       BLOB NOT NULL,
 	expires INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS seen_expires ON seen(expires) WHERE expires != 0;
+CREATE INDEX IF NOT EXISTS replay_log_expires ON replay_log(expires) WHERE expires != 0;
 `
 
 // Store is a [store.Store] backed by an SQLite database file.
 type Store struct {
-	db     *sql.DB
-	path   string // absolute, named in every error
+	db     *sql.DB // the writer: one connection
+	rdb    *sql.DB // readers: a pool of query-only connections
+	path   string  // absolute, named in every error
 	writes atomic.Uint64
+	// seenGroups and seenIDs count the MarkSeen groups committed and the
+	// calls they answered (Stats).
+	seenGroups atomic.Uint64
+	seenIDs    atomic.Uint64
+
+	getStmt  *sql.Stmt // on rdb
+	seenStmt *sql.Stmt // on db
+
+	// seen is the in-memory index of the live replay ids, owned by
+	// seenLoop (and by Open before the loop starts).
+	seen *seenSet
+
+	// MarkSeen requests go to the group-commit loop (seenLoop), committed
+	// groups to the fsync loop (syncLoop).
+	seenCh    chan *seenReq
+	syncCh    chan seenGroup
+	unsynced  atomic.Int64  // groups committed and not yet fsync'ed
+	synced1   chan struct{} // poked (capacity 1) after each fsync of groups
+	closing   chan struct{}
+	loopDone  chan struct{}
+	syncDone  chan struct{}
+	closeOnce sync.Once
+
+	// wal is the write-ahead log file, opened to fsync it (syncWAL).
+	walMu sync.Mutex
+	wal   *os.File
+	syncs atomic.Uint64
+	// committed counts the commits of this Store's writer, incremented
+	// once each has returned; synced (under walMu) is the count the last
+	// successful fsync covered.
+	committed atomic.Uint64
+	synced    uint64
+	// syncHook, if set (tests only), runs in syncWAL before the fsync.
+	syncHook func()
 }
+
+// errClosed is the cause of errors from a closed Store.
+var errClosed = errors.New("store closed")
 
 var (
 	_ store.Store    = (*Store)(nil)
@@ -74,42 +139,100 @@ func (s *Store) fail(op string, err error) error {
 // absent, and deletes the rows that have expired. The caller must Close the
 // store.
 func Open(path string) (*Store, error) {
-	// Pragmas applied to every connection the pool opens:
+	// Pragmas applied to every connection of the writer:
 	//   - busy_timeout: wait up to 5s for another process's write lock
 	//     instead of failing with SQLITE_BUSY.
 	//   - journal_mode=WAL: readers do not block the writer and vice versa.
-	//   - synchronous=FULL: a commit is on disk before it returns. NORMAL
-	//     would lose the last commits on power failure, which here means
-	//     forgetting replay ids already marked seen or rolling back a key
-	//     rotation; the extra fsync per write is worth it.
+	//   - synchronous=NORMAL: SQLite syncs the log only around checkpoints,
+	//     which keeps the database consistent after a power cut but could
+	//     lose the last commits; so every write method fsyncs the log itself
+	//     after its commit and before it returns (syncWAL), outside
+	//     SQLite's write lock, so that the next commit need not wait for
+	//     the disk. What a caller is told is stored is on disk, as with
+	//     synchronous=FULL.
 	//   - secure_delete=ON: deleted and overwritten content is zeroed in
 	//     the database pages, so that a destroyed server key leaves no copy
 	//     in free space (Scrub then clears the WAL).
-	q := url.Values{"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)", "secure_delete(ON)"}}
+	//   - cache_size=64 MiB (the default is 2 MiB): the replay table's
+	//     pages stay in memory, so a write rarely reads a page back.
+	//   - wal_autocheckpoint=8000 pages (32 MiB of WAL; the default is
+	//     1000): a page written many times between two checkpoints is
+	//     copied into the database once.
+	// _txlock=immediate: a transaction takes the write lock when it
+	// begins, so that waiting for another process's lock goes through
+	// busy_timeout rather than failing on a stale snapshot.
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("dynkey/store/sqlite: open %s: %w", path, err)
 	}
-	// An SQLite URI, so that any byte of the path is escaped and cannot be
-	// read as a parameter: file:///dir/file.db or file:///C:/dir/file.db.
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
-	if !strings.HasPrefix(u.Path, "/") {
-		u.Path = "/" + u.Path
-	}
-	db, err := sql.Open("sqlite", u.String())
+	db, err := sql.Open("sqlite", dsn(abs, url.Values{
+		"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(NORMAL)", "cache_size(-65536)", "wal_autocheckpoint(8000)", "secure_delete(ON)"},
+		"_txlock": {"immediate"},
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("dynkey/store/sqlite: open %s: %w", path, err)
 	}
-	// One connection: writes from this process never contend with each
-	// other for SQLite's write lock (no SQLITE_BUSY), and busy_timeout only
-	// has to cover other processes.
+	// One writer connection: writes from this process never contend with
+	// each other for SQLite's write lock (no SQLITE_BUSY), and busy_timeout
+	// only has to cover other processes.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, path: abs}
+	s := &Store{db: db, path: abs, seenCh: make(chan *seenReq), syncCh: make(chan seenGroup, 64), synced1: make(chan struct{}, 1),
+		closing: make(chan struct{}), loopDone: make(chan struct{}), syncDone: make(chan struct{})}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, s.fail("open", err)
 	}
+	// The log exists once the writer's connection is open in WAL mode;
+	// its directory entry is synced once, so that the file itself
+	// survives a power cut.
+	if err := s.openWAL(); err != nil {
+		db.Close()
+		return nil, s.fail("open", err)
+	}
+	// Readers: query_only, so that no read can write; WAL (persistent in
+	// the file, set above by the writer) lets them read the last committed
+	// state while the writer commits.
+	rdb, err := sql.Open("sqlite", dsn(abs, url.Values{"_pragma": {"busy_timeout(5000)", "query_only(1)"}}))
+	if err != nil {
+		db.Close()
+		return nil, s.fail("open", err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(readers)
+	rdb.SetMaxIdleConns(readers)
+	s.rdb = rdb
+	if err := s.prepare(); err != nil {
+		rdb.Close()
+		db.Close()
+		s.wal.Close()
+		return nil, s.fail("open", err)
+	}
+	go s.seenLoop()
+	go s.syncLoop()
 	return s, nil
+}
+
+// dsn is an SQLite URI for the file at abs, so that any byte of the path
+// is escaped and cannot be read as a parameter: file:///dir/file.db or
+// file:///C:/dir/file.db.
+func dsn(abs string, q url.Values) string {
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
+	if !strings.HasPrefix(u.Path, "/") {
+		u.Path = "/" + u.Path
+	}
+	return u.String()
+}
+
+// prepare compiles the statements of the hot path once.
+func (s *Store) prepare() error {
+	var err error
+	s.getStmt, err = s.rdb.Prepare(`SELECT value, version, expires FROM kv WHERE key = ? AND (expires = 0 OR expires > ?)`)
+	if err != nil {
+		return err
+	}
+	// Insert, or replace an expired row; a live row is left alone.
+	s.seenStmt, err = s.db.Prepare(`INSERT INTO replay_log (h, expires) VALUES (?, ?)`)
+	return err
 }
 
 func (s *Store) init() error {
@@ -124,7 +247,61 @@ func (s *Store) init() error {
 	if _, err := s.db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
-	return s.sweep(ctx)
+	if err := s.migrateSeen(ctx); err != nil {
+		return fmt.Errorf("migrate replay ids: %w", err)
+	}
+	if err := s.sweep(ctx); err != nil {
+		return err
+	}
+	s.seen = newSeenSet()
+	return s.seen.catchUp(ctx, s.db)
+}
+
+// migrateSeen moves the live replay ids of a database written by an
+// earlier version (table seen, ids in clear) into the replay log, hashed,
+// and drops the old table, in one transaction: no id is forgotten, and
+// every process opening the file afterwards finds them where it looks.
+func (s *Store) migrateSeen(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'seen'`).Scan(&n); err != nil || n == 0 {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, expires FROM seen WHERE expires = 0 OR expires > ?`, nanos(time.Now()))
+	if err != nil {
+		return err
+	}
+	type row struct {
+		id      string
+		expires int64
+	}
+	var live []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.expires); err != nil {
+			rows.Close()
+			return err
+		}
+		live = append(live, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, r := range live {
+		h := replayHash(r.id)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO replay_log (h, expires) VALUES (?, ?)`, h[:], r.expires); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DROP TABLE seen`); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // Get implements [store.Store].
@@ -134,10 +311,13 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 		version int64
 		expires int64
 	)
-	err := s.db.QueryRowContext(ctx,
-		`SELECT value, version, expires FROM kv WHERE key = ? AND (expires = 0 OR expires > ?)`,
-		key, nanos(time.Now()),
-	).Scan(&e.Value, &version, &expires)
+	if err := ctx.Err(); err != nil {
+		return store.Entry{}, s.fail("get from", err)
+	}
+	// Without ctx's cancellation: the driver would start a goroutine per
+	// query to watch it, which costs more than the read itself; a read of
+	// one row under WAL never waits for a writer.
+	err := s.getStmt.QueryRowContext(context.WithoutCancel(ctx), key, nanos(time.Now())).Scan(&e.Value, &version, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Entry{}, store.ErrNotFound
 	}
@@ -183,6 +363,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 	if err == nil {
 		err = s.wrote(ctx, res)
 	}
+	if err == nil {
+		err = s.syncWAL(s.commitDone())
+	}
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return 0, store.ErrConflict
@@ -194,38 +377,46 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, oldVersion uint6
 
 // Delete implements [store.Store].
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM kv WHERE key = ?`, key); err != nil {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM kv WHERE key = ?`, key)
+	if err != nil {
+		return s.fail("delete from", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return nil // nothing changed, nothing to make durable
+	}
+	if err := s.syncWAL(s.commitDone()); err != nil {
 		return s.fail("delete from", err)
 	}
 	return nil
 }
 
-// MarkSeen implements [store.Store].
-func (s *Store) MarkSeen(ctx context.Context, id string, expires time.Time) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, s.fail("mark seen in", err)
-	}
-	// Insert, or replace an expired row; a live row is left alone.
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO seen (id, expires) VALUES (?1, ?2)
-		ON CONFLICT (id) DO UPDATE SET expires = excluded.expires
-		WHERE seen.expires != 0 AND seen.expires <= ?3`,
-		id, nanos(expires), nanos(time.Now()))
-	if err == nil {
-		err = s.wrote(ctx, res)
-	}
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		return false, nil
-	case err != nil:
-		return false, s.fail("mark seen in", err)
-	}
-	return true, nil
+// Stats are counters of a Store since Open.
+type Stats struct {
+	// SeenGroups is the number of MarkSeen groups committed, and SeenIDs
+	// the number of MarkSeen calls they answered: SeenIDs/SeenGroups is the
+	// mean group size, the number of ids one commit recorded.
+	SeenGroups, SeenIDs uint64
+	// Syncs is the number of fsyncs of the write-ahead log (by MarkSeen
+	// groups, CompareAndSwap and Delete).
+	Syncs uint64
 }
 
-// Close implements [store.Store]. It closes the database.
+// Stats returns the store's counters. It is safe to call at any time.
+func (s *Store) Stats() Stats {
+	return Stats{SeenGroups: s.seenGroups.Load(), SeenIDs: s.seenIDs.Load(), Syncs: s.syncs.Load()}
+}
+
+// Close implements [store.Store]. It waits for the MarkSeen group being
+// committed, then closes the database; MarkSeen calls after Close fail.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		<-s.loopDone
+		<-s.syncDone
+		err = errors.Join(s.rdb.Close(), s.db.Close(), s.wal.Close())
+	})
+	if err != nil {
 		return s.fail("close", err)
 	}
 	return nil
@@ -250,7 +441,7 @@ func (s *Store) Scrub(ctx context.Context) error {
 
 // ListKeys implements [store.Lister].
 func (s *Store) ListKeys(ctx context.Context, prefix, after string, limit int) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.rdb.QueryContext(ctx,
 		`SELECT key FROM kv WHERE substr(key, 1, ?1) = ?2 AND key > ?3 AND (expires = 0 OR expires > ?4) ORDER BY key LIMIT ?5`,
 		len(prefix), prefix, after, nanos(time.Now()), limit)
 	if err != nil {
@@ -297,7 +488,7 @@ func (s *Store) sweep(ctx context.Context) error {
 	now := nanos(time.Now())
 	for _, q := range []string{
 		`DELETE FROM kv WHERE expires != 0 AND expires <= ?`,
-		`DELETE FROM seen WHERE expires != 0 AND expires <= ?`,
+		`DELETE FROM replay_log WHERE expires != 0 AND expires <= ?`,
 	} {
 		if _, err := s.db.ExecContext(ctx, q, now); err != nil {
 			return fmt.Errorf("delete expired rows: %w", err)

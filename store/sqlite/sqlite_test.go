@@ -21,7 +21,7 @@ import (
 	"github.com/dynkey/dynkey/store/storetest"
 )
 
-func open(t *testing.T, path string) *sqlite.Store {
+func open(t testing.TB, path string) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(path)
 	require.NoError(t, err)
@@ -180,7 +180,7 @@ func TestSweep(t *testing.T) {
 	_, err = s2.Get(ctx, "live")
 	require.NoError(t, err)
 	require.Equal(t, 1, sqlite.Rows(t, s2, "kv"))
-	require.Equal(t, 0, sqlite.Rows(t, s2, "seen"))
+	require.Equal(t, 0, sqlite.Rows(t, s2, "replay_log"))
 }
 
 func ExampleOpen() {

@@ -73,6 +73,7 @@ func commandTable() []*command {
 		}},
 		{name: "serve", summary: "run a demo server with a protected echo route", run: runServe},
 		{name: "call", summary: "make an encrypted request, like curl", run: runCall},
+		{name: "bench", summary: "benchmark dynkey against plain HTTP and go-jose, side by side", run: runBench},
 		{name: "completion", summary: "print a shell completion script (bash or zsh)", run: runCompletion},
 		{name: "version", summary: "print the version of dynkey and of Go", run: runVersion},
 	}

@@ -1211,3 +1211,28 @@ func TestServerStores(t *testing.T) {
 		t.Fatalf("the error shows the password: %s", r.stderr)
 	}
 }
+
+// TestBench runs `dynkey bench` for a short, bounded run of two cases: the
+// report ends with the ratios line in its fixed format, and -json writes a
+// report. A bad case name is a clear error.
+func TestBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs servers under load")
+	}
+	dir := t.TempDir()
+	js := filepath.Join(dir, "bench.json")
+	r := ok(t, runOpts{}, "bench", "-duration", "1s", "-rounds", "1", "-c", "2", "-nopin",
+		"-cases", "plain-gin,floor-ecies-x25519", "-json", js)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	last := lines[len(lines)-1]
+	if !regexp.MustCompile(`^ratios: server_path_vs_floor=[0-9]+\.[0-9]{2} per_message_vs_jose=[0-9]+\.[0-9]{2} sqlite_vs_memory=[0-9]+\.[0-9]{2} epoch_vs_plain=[0-9]+\.[0-9]{2}$`).MatchString(last) {
+		t.Fatalf("last line %q is not the ratios line\n%s", last, r.stdout)
+	}
+	if !strings.Contains(r.stdout, "plain-gin") || !strings.Contains(r.stdout, "floor-ecies-x25519") {
+		t.Fatalf("cases missing from the report:\n%s", r.stdout)
+	}
+	if b, err := os.ReadFile(js); err != nil || !json.Valid(b) {
+		t.Fatalf("-json: %v, valid=%v", err, json.Valid(b))
+	}
+	fails(t, runOpts{}, 1, "no-such-case", "bench", "-duration", "1s", "-cases", "no-such-case")
+}

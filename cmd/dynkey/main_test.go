@@ -1236,3 +1236,37 @@ func TestBench(t *testing.T) {
 	}
 	fails(t, runOpts{}, 1, "no-such-case", "bench", "-duration", "1s", "-cases", "no-such-case")
 }
+
+// TestServeMetrics: with -metrics, serve exposes Prometheus metrics and the
+// health endpoints on their own address; a call shows up in the counters.
+func TestServeMetrics(t *testing.T) {
+	s := startServe(t, "-store", "memory:", "-user", "alice:pw", "-metrics", "127.0.0.1:0")
+	m := regexp.MustCompile(`operations on (http://\S+):`).FindStringSubmatch(s.stdout.String())
+	if m == nil {
+		t.Fatalf("no operations address in:\n%s", s.stdout)
+	}
+	ok(t, runOpts{}, "call", "-u", "alice:pw", "-identity", s.identity, "-d", "x", s.url+echoPath)
+	get := func(path string) (int, string) {
+		resp, err := http.Get(m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("/metrics")
+	if code != http.StatusOK || !strings.Contains(body, `dynkey_login_attempts_total{outcome="success"} 1`) ||
+		!strings.Contains(body, "dynkey_requests_total") {
+		t.Fatalf("/metrics %d:\n%s", code, body)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz %d %s", code, body)
+	}
+	if code, _ := get("/livez"); code != http.StatusOK {
+		t.Fatalf("/livez %d", code)
+	}
+	if strings.Contains(body, "alice") {
+		t.Fatal("a metric names the user")
+	}
+}

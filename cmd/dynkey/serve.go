@@ -12,8 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/dynkey/dynkey/auth"
 	"github.com/dynkey/dynkey/middleware"
+	dkprom "github.com/dynkey/dynkey/observe/prometheus"
 	"github.com/dynkey/dynkey/policy"
 )
 
@@ -21,7 +25,7 @@ import (
 const echoPath = "/api/echo"
 
 func runServe(e *env, args []string) error {
-	fs := newFlags(e, "dynkey serve", "[-addr HOST:PORT] [-store URL] [-kek-file FILE|-kek-env VAR] [-suite NAME] [-server-policy P] [-client-policy P] -user NAME:PASSWORD… [-tls-cert FILE -tls-key FILE]", `
+	fs := newFlags(e, "dynkey serve", "[-addr HOST:PORT] [-store URL] [-kek-file FILE|-kek-env VAR] [-suite NAME] [-server-policy P] [-client-policy P] -user NAME:PASSWORD… [-tls-cert FILE -tls-key FILE] [-metrics HOST:PORT]", `
 Runs a demo dynkey server: the key directory, login and heartbeat endpoints,
 and one protected route, POST/PUT/GET `+echoPath+`, which answers with the
 request's body and content type (sealed, like every protected response).
@@ -48,6 +52,7 @@ A port of 0 picks a free one; the line "listening on URL" says which.`)
 	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	requireRing := fs.Bool("require-key-ring", false, "refuse to start on a store that holds no key ring (instead of creating one)")
 	logLevel := fs.String("log-level", "info", "log level on stderr: debug, info, warn, error")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics, /livez, /readyz and /keys on this separate address (e.g. 127.0.0.1:9090); default off")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -109,7 +114,17 @@ A port of 0 picks a free one; the line "listening on URL" says which.`)
 	}
 	defer st.Close()
 	log := stderrLogger(e, level)
+	// With -metrics, an Observer counts into a registry of our own
+	// (nothing global), served on its own listener.
+	reg := prometheus.NewRegistry()
+	var observer middleware.Observer
+	if *metricsAddr != "" {
+		if observer, err = dkprom.New(reg, dkprom.Options{}); err != nil {
+			return err
+		}
+	}
 	m, err := middleware.New(middleware.Options{
+		Observer:         observer,
 		Suite:            *suite,
 		Store:            st,
 		Authenticator:    authn,
@@ -144,6 +159,24 @@ A port of 0 picks a free one; the line "listening on URL" says which.`)
 		WriteTimeout:      30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if *metricsAddr != "" {
+		if err := dkprom.RegisterKeys(reg, m, dkprom.Options{}); err != nil {
+			return err
+		}
+		ops := http.NewServeMux()
+		ops.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		ops.Handle("/livez", middleware.LivenessHandler())
+		ops.Handle("/readyz", m.ReadinessHandler())
+		ops.Handle("/keys", m.KeysHandler())
+		oln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("-metrics: %w", err)
+		}
+		osrv := &http.Server{Handler: ops, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = osrv.Serve(oln) }()
+		defer osrv.Close()
+		fmt.Fprintf(e.stdout, "operations on http://%s: /metrics, /livez, /readyz, /keys\n", oln.Addr())
 	}
 	printIdentity(e, m)
 	fmt.Fprintf(e.stdout, "suite: %s\nstore: %s\n", m.Suite(), redactURL(sf.url))

@@ -49,6 +49,11 @@ type Request struct {
 	// wrappers apply Options.ReadTimeout); a read error that
 	// errors.Is(os.ErrDeadlineExceeded) is refused as "bad-format".
 	Body io.Reader
+	// Route is the route pattern the router matched ("/api/users/{id}"),
+	// "" if unknown; used only in log lines (the path, with
+	// identifier-like segments redacted, stands in when it is ""). The
+	// net/http wrappers fill it from http.Request.Pattern.
+	Route string
 	// RemoteAddr is the address of the connection's peer ("ip:port"),
 	// which login throttling charges unless it is a trusted proxy.
 	RemoteAddr string

@@ -44,7 +44,7 @@ func (m *Middleware) serveKeys(r *Request) (*Response, error) {
 // attempts throttled by LoginLimiter (client address and canonical
 // username; hole 8);
 // the response carries the token, sealed so only this client reads it.
-func (m *Middleware) serveLogin(ctx context.Context, r *Request) (*Response, error) {
+func (m *Middleware) serveLogin(ctx context.Context, r *Request) (_ *Response, err error) {
 	start := m.startTimer()
 	body, perr := m.readEnvelope(r)
 	if perr != nil {
@@ -55,6 +55,11 @@ func (m *Middleware) serveLogin(ctx context.Context, r *Request) (*Response, err
 	if perr != nil {
 		return nil, perr
 	}
+	defer func() { // the log line's suite and key ids
+		if p, ok := err.(*Problem); ok {
+			p.about(req)
+		}
+	}()
 	cpk, err := m.suite.ParsePublicKey(req.ClientKey)
 	if err != nil {
 		return nil, refuse(wire.CodeBadFormat, "malformed client public key")

@@ -270,11 +270,15 @@ type Options struct {
 	ErrorHandler func(ctx context.Context, r *Request, p *Problem) Header
 
 	// Observer receives refusals by code, rotations, open and seal timings
-	// and logins, for metrics (see [Observer]). Default nil: no calls, no
+	// and logins, for metrics (see [Observer]); one that is also a
+	// [StoreObserver] times every store operation. The Prometheus
+	// implementation is in observe/prometheus. Default nil: no calls, no
 	// clock readings, no allocation.
 	Observer Observer
 
-	// Logger receives operational events. Default slog.Default().
+	// Logger receives operational events: one line per refusal, per
+	// rotation and per failed store operation, rate-limited per kind, with
+	// no secret in any (docs/OPERATIONS.md "Logs"). Default slog.Default().
 	Logger *slog.Logger
 
 	// Now and Rand replace the clock and the randomness, for tests.
@@ -319,6 +323,9 @@ type Middleware struct {
 	keks  atomic.Pointer[kekSet]
 	kekMu sync.Mutex
 	log   *slog.Logger
+	// logLim rate-limits the log lines of refusals, rotations and store
+	// failures (logging.go).
+	logLim logLimiter
 
 	ring       atomic.Pointer[keyRing]
 	reloadMu   sync.Mutex
@@ -396,6 +403,10 @@ func New(o Options) (*Middleware, error) {
 	if o.MaxFailedLogins <= 0 {
 		o.MaxFailedLogins = 10
 	}
+	// Every store operation (the default limiter's too) is timed for a
+	// StoreObserver and its failures logged (storeobs.go).
+	m := &Middleware{}
+	o.Store = observeStore(o.Store, o.Observer, m)
 	if o.LoginLimiter == nil {
 		o.LoginLimiter = NewStoreLimiter(o.Store, LimiterOptions{PerAddressUser: o.MaxFailedLogins, Window: o.LoginThrottleWindow})
 	}
@@ -422,7 +433,7 @@ func New(o Options) (*Middleware, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Middleware{o: o, suite: suite, log: o.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	m.o, m.suite, m.log, m.stop, m.done = o, suite, o.Logger, make(chan struct{}), make(chan struct{})
 	m.keks.Store(ks)
 	if o.MaxConcurrentLogins > 0 {
 		m.loginSlots = make(chan struct{}, o.MaxConcurrentLogins)

@@ -190,7 +190,7 @@ func TestNewDefaults(t *testing.T) {
 		require.Equal(t, tc.want, tc.got, tc.name)
 	}
 	require.Equal(t, "ecies-x25519", m.Suite())
-	_, isMemory := o.Store.(*memory.Store)
+	_, isMemory := unwrapStore(o.Store).(*memory.Store)
 	require.True(t, isMemory, "default store: in memory")
 	require.NotNil(t, o.Now)
 	require.NotNil(t, o.Rand)
@@ -228,7 +228,7 @@ func TestNewDefaults(t *testing.T) {
 	defer m5.Close()
 	got := m5.o
 	require.Equal(t, "ecies-p256", got.Suite)
-	require.Same(t, st, got.Store.(*memory.Store))
+	require.Same(t, st, unwrapStore(got.Store).(*memory.Store))
 	require.Equal(t, policy.MaxAge(time.Hour).String(), got.ServerPolicy.String())
 	require.Equal(t, []any{time.Minute, 3 * time.Second, time.Hour, 5 * time.Second, time.Second, time.Minute, int64(10), 2, time.Minute, time.Duration(-1)},
 		[]any{got.ServerKeyGrace, got.ClientKeyGrace, got.TokenTTL, got.FreshnessWindow, got.RotationOffsetThreshold,

@@ -34,6 +34,7 @@ func RequestFromHTTP(r *http.Request) *Request {
 		ContentLength: cl,
 		ContentType:   r.Header.Get("Content-Type"),
 		Envelope:      strings.Join(r.Header.Values(wire.EnvelopeHeader), ","),
+		Route:         r.Pattern,
 		RemoteAddr:    r.RemoteAddr,
 		Header: func(name string) string {
 			return strings.Join(r.Header.Values(name), ", ")

@@ -1,7 +1,10 @@
 package middleware
 
 import (
+	"errors"
 	"time"
+
+	"github.com/dynkey/dynkey/store"
 
 	"github.com/dynkey/dynkey/wire"
 )
@@ -65,6 +68,38 @@ func (NopObserver) LoggedIn(string)              {}
 
 var _ Observer = NopObserver{}
 
+// StoreObserver is an optional interface of an [Observer] that also wants
+// every store operation the middleware makes (sessions, key ring, replay
+// ids, login throttling counters of the default limiter): set an Observer
+// that implements it and the middleware finds it by type assertion. Like
+// Observer's, its method is called synchronously from many goroutines and
+// must be quick.
+type StoreObserver interface {
+	// StoreDone is called after each store operation with its name (one of
+	// the Store… constants), how long it took and its error as the store
+	// returned it. [store.ErrNotFound] from Get and [store.ErrConflict]
+	// from CompareAndSwap are answers, not failures: use [StoreFailed] to
+	// tell them apart.
+	StoreDone(op string, d time.Duration, err error)
+}
+
+// Store operations, for [StoreObserver.StoreDone]: the methods of
+// [store.Store] and its optional interfaces.
+const (
+	StoreGet            = "get"
+	StoreCompareAndSwap = "compare_and_swap"
+	StoreDelete         = "delete"
+	StoreMarkSeen       = "mark_seen"
+	StoreListKeys       = "list_keys"
+	StoreScrub          = "scrub"
+)
+
+// StoreFailed reports whether err, returned by a store operation, is a
+// failure: not nil, [store.ErrNotFound] or [store.ErrConflict].
+func StoreFailed(err error) bool {
+	return err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict)
+}
+
 // observeRefusal reports err to the observer if it is a refusal.
 func (m *Middleware) observeRefusal(err error) {
 	if m.o.Observer == nil || err == nil {
@@ -78,6 +113,7 @@ func (m *Middleware) observeRotation(side, suite, reason string) {
 	if m.o.Observer != nil {
 		m.o.Observer.Rotated(Rotation{Side: side, Suite: suite, Reason: reason})
 	}
+	m.logRotation(side, suite, reason)
 }
 
 // startTimer returns the time to measure from, zero without an observer

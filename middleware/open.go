@@ -107,11 +107,12 @@ const envelopeOverhead = 64 * 1024
 
 // parseAndCheck does the cheap checks shared by login and requests: format,
 // type, suite, server key id and freshness.
-func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, now time.Time) (*wire.Request, *serverKey, *Problem) {
+func (m *Middleware) parseAndCheck(ctx context.Context, body []byte, typ byte, now time.Time) (_ *wire.Request, _ *serverKey, perr *Problem) {
 	req, err := wire.ParseRequest(body)
 	if err != nil {
 		return nil, nil, refuse(wire.CodeBadFormat, err.Error())
 	}
+	defer func() { perr.about(req) }() // the log line's suite and key ids
 	if req.Type != typ {
 		return nil, nil, refuse(wire.CodeBadFormat, "wrong message type for this endpoint")
 	}
@@ -182,7 +183,7 @@ const replayMargin = time.Minute
 
 // open runs every check of a TypeRequest envelope, cheap ones first, then
 // the one public-key operation, then a client key rotation if asked for.
-func (m *Middleware) open(ctx context.Context, r *Request, heartbeat bool) (*opened, *Problem) {
+func (m *Middleware) open(ctx context.Context, r *Request, heartbeat bool) (_ *opened, perr *Problem) {
 	body, perr := m.readEnvelope(r)
 	if perr != nil {
 		return nil, perr
@@ -192,6 +193,7 @@ func (m *Middleware) open(ctx context.Context, r *Request, heartbeat bool) (*ope
 	if perr != nil {
 		return nil, perr
 	}
+	defer func() { perr.about(req) }() // the log line's suite and key ids
 	c, err := m.openToken(ctx, req.Token, now)
 	switch {
 	case errors.Is(err, errTokenExpired):

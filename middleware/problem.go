@@ -37,6 +37,9 @@ type Problem struct {
 	// stored is, on a "replay" of a message whose response was kept
 	// (outcome.go), that original sealed response: what Response returns.
 	stored *Response
+	// suite and the key ids of the refused envelope, when it was parsed:
+	// for the log line (logging.go).
+	suite, serverKeyID, clientKeyID string
 }
 
 // NewProblem returns the refusal for code with a human-readable detail (sent
@@ -151,8 +154,10 @@ func asProblem(err error) *Problem {
 }
 
 // Refusal is how an adapter answers an error of [Middleware.Open],
-// [Opened.Seal] or its own: it logs an internal cause (at Warn level),
-// calls Options.ErrorHandler, which may add headers but cannot change the
+// [Opened.Seal] or its own: it writes one structured line to
+// Options.Logger (code, method, route, suite, key ids, the internal cause
+// of an "unavailable"; never a secret; rate-limited per code — see
+// docs/OPERATIONS.md "Logs"), calls Options.ErrorHandler, which may add headers but cannot change the
 // status or body, and returns the response to write as it is (see
 // [ProblemResponse] for non-problem errors). r may be nil when no request
 // is at hand.
@@ -160,12 +165,10 @@ func (m *Middleware) Refusal(ctx context.Context, r *Request, err error) *Respon
 	p := asProblem(err)
 	if p.stored != nil {
 		// A retry answered with its original response: not a refusal on
-		// the wire, so no hook adds headers to it.
+		// the wire, so it is not logged as one and no hook adds headers.
 		return p.stored.clone()
 	}
-	if p.cause != nil {
-		m.log.Warn("dynkey: request refused", "code", p.Code, "err", p.cause)
-	}
+	m.logRefusal(ctx, r, p)
 	resp := p.Response()
 	if m.o.ErrorHandler != nil {
 		for _, kv := range m.o.ErrorHandler(ctx, r, p.clone()) {

@@ -87,7 +87,7 @@ func (m *Middleware) loadOrCreateRing(ctx context.Context) error {
 			// if a durable store lost its state. Say so loudly (an
 			// in-process store starts empty by design: Info).
 			level := slog.LevelWarn
-			if _, inProcess := m.o.Store.(*memory.Store); inProcess {
+			if _, inProcess := unwrapStore(m.o.Store).(*memory.Store); inProcess {
 				level = slog.LevelInfo
 			}
 			m.log.Log(ctx, level, "dynkey: the store held no key ring; created a new one (first start, or the store lost its state: every session is gone and clients log in again; set Options.RequireKeyRing to refuse this)",

@@ -13,7 +13,10 @@
 //	summary: requests=<n> failed=<n> client_rotations=<n> server_rotations=<n>
 //
 // The exit status is 0 only if no request failed and both sides rotated at
-// least twice. Flags shorten or lengthen the demo; see -help.
+// least twice. Flags shorten or lengthen the demo; see -help. With
+// -metrics 127.0.0.1:9090 it also serves Prometheus metrics (/metrics),
+// liveness, readiness and the key list (/livez, /readyz, /keys) on that
+// address while it runs (off by default).
 package main
 
 import (

@@ -60,6 +60,8 @@ func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 // friendly rewords log messages for a newcomer.
 var friendly = map[string]string{
 	"dynkey: server key rotated": "rotated its key pair by policy (claim 6); the old key only decrypts for its grace period:",
+	"dynkey: key rotated":        "accepted a key rotation (logged at most once a second per kind under load):",
+	"dynkey: request refused":    "refused a request (one structured log line per refusal, rate-limited per code):",
 }
 
 func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {

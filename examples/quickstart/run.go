@@ -21,11 +21,14 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	dynkeygin "github.com/dynkey/dynkey/adapters/gin"
 	"github.com/dynkey/dynkey/auth"
 	"github.com/dynkey/dynkey/client"
 	"github.com/dynkey/dynkey/middleware"
+	dkprom "github.com/dynkey/dynkey/observe/prometheus"
 	"github.com/dynkey/dynkey/policy"
 	"github.com/dynkey/dynkey/store/sqlite"
 	"github.com/dynkey/dynkey/wire"
@@ -48,6 +51,7 @@ type config struct {
 	workers      int
 	pace         time.Duration
 	verbose      bool
+	metrics      string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -60,6 +64,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.workers, "workers", 1, "concurrent request loops in the client")
 	fs.DurationVar(&c.pace, "pace", 10*time.Millisecond, "pause between two requests of a loop")
 	fs.BoolVar(&c.verbose, "v", false, "also print every heartbeat")
+	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus /metrics, /livez, /readyz and /keys on this address (e.g. 127.0.0.1:9090); default off")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -142,7 +147,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if _, err := rand.Read(kek); err != nil {
 		return err
 	}
+	// With -metrics, an Observer counts into a registry of our own
+	// (nothing global), served on a separate operations listener.
+	var reg *prometheus.Registry
+	var observer middleware.Observer
+	if cfg.metrics != "" {
+		reg = prometheus.NewRegistry()
+		if observer, err = dkprom.New(reg, dkprom.Options{}); err != nil {
+			return err
+		}
+	}
 	d.m, err = middleware.New(middleware.Options{
+		Observer:         observer,
 		Suite:            cfg.suite,
 		Store:            st,
 		Authenticator:    users,
@@ -209,6 +225,32 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		cfg.suite, cfg.serverRotate, 5*time.Second)
 
 	closers = append(closers, plainTransport.CloseIdleConnections)
+
+	if cfg.metrics != "" {
+		if err := dkprom.RegisterKeys(reg, d.m, dkprom.Options{}); err != nil {
+			return err
+		}
+		ops := http.NewServeMux()
+		ops.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		ops.Handle("/livez", middleware.LivenessHandler())
+		ops.Handle("/readyz", d.m.ReadinessHandler())
+		ops.Handle("/keys", d.m.KeysHandler())
+		oln, err := net.Listen("tcp", cfg.metrics)
+		if err != nil {
+			return fmt.Errorf("-metrics: %w", err)
+		}
+		osrv := &http.Server{Handler: ops, ReadHeaderTimeout: 10 * time.Second}
+		oserved := make(chan struct{})
+		go func() {
+			defer close(oserved)
+			_ = osrv.Serve(oln)
+		}()
+		closers = append(closers, func() {
+			_ = osrv.Close()
+			<-oserved
+		})
+		p.printf("[server] operations on http://%s: /metrics (Prometheus), /livez, /readyz, /keys", oln.Addr())
+	}
 
 	// The signed key directory's epoch grows by one with every server key
 	// rotation: the demo counts rotations by it.

@@ -163,12 +163,13 @@ func asProblem(err error) *Problem {
 // is at hand.
 func (m *Middleware) Refusal(ctx context.Context, r *Request, err error) *Response {
 	p := asProblem(err)
+	m.logRefusal(ctx, r, p)
 	if p.stored != nil {
-		// A retry answered with its original response: not a refusal on
-		// the wire, so it is not logged as one and no hook adds headers.
+		// A resend answered with its original response (logged as the
+		// replay it is): not a refusal on the wire, so no hook adds
+		// headers to it.
 		return p.stored.clone()
 	}
-	m.logRefusal(ctx, r, p)
 	resp := p.Response()
 	if m.o.ErrorHandler != nil {
 		for _, kv := range m.o.ErrorHandler(ctx, r, p.clone()) {

@@ -353,6 +353,15 @@ func TestObservabilityLeaksNoSecrets(t *testing.T) {
 			require.Equal(t, http.StatusOK, m.send(t, s.URL).Status)
 			m.send(t, s.URL)
 		}},
+		{wire.CodeOutcomeUnknown, func() {
+			// The answer could not be recorded (as when the instance dies
+			// after the handler): the resend's outcome is unknown.
+			st.setFail(middleware.StoreCompareAndSwap, "dynkey/rsp/")
+			m := rc.newMsg(http.MethodPost, "/api/x", []byte(plain("unknown"))).seal(t)
+			require.Equal(t, http.StatusOK, m.send(t, s.URL).Status)
+			st.heal()
+			require.Equal(t, wire.CodeOutcomeUnknown, m.send(t, s.URL).code())
+		}},
 		{wire.CodeRotationRefused, func() {
 			nk := rc.genKey()
 			sec.add("new private key", nk.Bytes())

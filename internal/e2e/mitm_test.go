@@ -141,7 +141,6 @@ type forgingProxy struct {
 
 	mu     sync.Mutex
 	forged [][wire.MessageIDSize]byte // the ids of the requests answered with a forgery
-	seen   int                        // requests that reached the proxy
 }
 
 func newForgingProxy(t *testing.T, upstream string) *forgingProxy {
@@ -179,7 +178,6 @@ func (p *forgingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	p.mu.Lock()
-	p.seen++
 	forge := r.URL.Path == p.target && p.forge != nil && (p.every || len(p.forged) == 0)
 	if forge {
 		var id [wire.MessageIDSize]byte
@@ -211,12 +209,6 @@ func (p *forgingProxy) forgedIDs() [][wire.MessageIDSize]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([][wire.MessageIDSize]byte(nil), p.forged...)
-}
-
-func (p *forgingProxy) requests() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.seen
 }
 
 // mitmRig is a server (counting its handler runs and processed messages,

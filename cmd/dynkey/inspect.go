@@ -456,6 +456,7 @@ var clientAction = map[wire.Code]string{
 	wire.CodeLoginFailed:      "ask the user",
 	wire.CodeLoginThrottled:   "wait",
 	wire.CodeLoginBusy:        "wait Retry-After, then retry (the same message id may be reused)",
+	wire.CodeOutcomeUnknown:   "do not resend: the request may or may not have taken effect; report it to the caller",
 	wire.CodeMethod:           "fix the client",
 	wire.CodeUnavailable:      "retry later",
 }

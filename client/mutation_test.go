@@ -334,6 +334,10 @@ func startMutServer(t *testing.T) *mutServer {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain")
+		if n, err := strconv.Atoi(r.URL.Query().Get("size")); err == nil {
+			_, _ = w.Write(make([]byte, n))
+			return
+		}
 		_, _ = io.WriteString(w, "hello")
 	})))
 	srv := httptest.NewServer(mux)
@@ -626,4 +630,79 @@ func TestRequestsGetFreshMessageIDs(t *testing.T) {
 	var zero [wire.MessageIDSize]byte
 	require.NotEqual(t, zero, ids[0])
 
+}
+
+// TestNewDefaults: the documented defaults of Config, and that values set
+// by the caller are kept.
+func TestNewDefaults(t *testing.T) {
+	c, err := New(Config{BaseURL: "https://dynkey.invalid", HeartbeatInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	require.NotNil(t, c.cfg.Policy)
+	require.Equal(t, int64(1<<20), c.cfg.MaxBodySize)
+	require.Equal(t, slog.Default(), c.cfg.Logger)
+	require.Equal(t, "ecies-x25519", c.suite.Name())
+
+	pol := c.cfg.Policy
+	lg := mutQuiet
+	c2, err := New(Config{BaseURL: "https://dynkey.invalid", HeartbeatInterval: -1, Policy: pol, Logger: lg, MaxBodySize: 5})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c2.Close() })
+	require.Equal(t, lg, c2.cfg.Logger)
+	require.Equal(t, int64(5), c2.cfg.MaxBodySize)
+
+	c3, err := New(Config{BaseURL: "https://dynkey.invalid", Logger: lg})
+	require.NoError(t, err)
+	require.Equal(t, time.Minute, c3.cfg.HeartbeatInterval)
+	require.NoError(t, c3.Close())
+
+	for _, bad := range []Config{
+		{BaseURL: "https://dynkey.invalid", Suite: "no-such-suite"},
+		{BaseURL: "/relative"},
+		{BaseURL: "https://"},
+		{BaseURL: "https://dynkey.invalid", IdentityKey: make([]byte, 31)},
+		{BaseURL: "http://dynkey.invalid"},
+	} {
+		_, err := New(bad)
+		require.Error(t, err, "%+v", bad)
+	}
+}
+
+// TestRotationDatesItsKey: a rotation's key is dated with the server time
+// the request was sent at (s_time + elapsed), the base of the client's
+// rotation policy; and every exchange is counted.
+func TestRotationDatesItsKey(t *testing.T) {
+	s := startMutServer(t)
+	clk := &mutClock{t: time.Now()}
+	c, err := New(Config{BaseURL: s.url, Username: "alice", Password: "alice-pw", IdentityKey: s.identity,
+		HeartbeatInterval: -1, Logger: mutQuiet, Now: clk.Now})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	_, err = doReq(c, http.MethodPost, s.url+"/api/x")
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), c.Stats().Requests, "the login and the request")
+	clk.Advance(5 * time.Second)
+	c.RotateNow()
+	_, err = doReq(c, http.MethodPut, s.url+"/api/x")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), c.Stats().ClientRotations)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Equal(t, c.sTime+5000, c.sess.installedAt)
+}
+
+// TestResponseSizeBound: a response may be as large as MaxBodySize plus the
+// envelope's overhead.
+func TestResponseSizeBound(t *testing.T) {
+	s := startMutServer(t)
+	const max = 100 << 10
+	c, err := New(Config{BaseURL: s.url, Username: "alice", Password: "alice-pw", IdentityKey: s.identity,
+		HeartbeatInterval: -1, Logger: mutQuiet, MaxBodySize: max})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	resp, err := doReq(c, http.MethodPost, s.url+"/api/x?size="+strconv.Itoa(max))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_, err = doReq(c, http.MethodPost, s.url+"/api/x?size="+strconv.Itoa(max+64<<10+1))
+	require.ErrorContains(t, err, "body larger than")
 }

@@ -1,0 +1,336 @@
+package middleware
+
+// Package-level tests that kill mutants which survived mutation testing of
+// the middleware (docs/SECURITY.md, "Mutation testing"): the end-to-end
+// tests in internal/e2e cover much of the same ground, but gremlins counts
+// only a package's own tests. They drive the real open path over loopback
+// with envelopes built by hand (timeEnv, timecheck_test.go).
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dynkey/dynkey/crypto"
+	"github.com/dynkey/dynkey/store"
+	"github.com/dynkey/dynkey/store/memory"
+	"github.com/dynkey/dynkey/wire"
+)
+
+// newMutEnv is newTimeEnv with options changed by mod and, if st is not
+// nil, that store.
+func newMutEnv(t *testing.T, st store.Store, mod func(*Options)) *timeEnv {
+	t.Helper()
+	clk := newMTClock()
+	if st == nil {
+		st = memory.New()
+	}
+	o := Options{Store: st, Authenticator: mtUsers(t), KeyEncryptionKey: mtKEK(7),
+		MaintainInterval: -1, Now: clk.Now, Logger: mtQuiet}
+	if mod != nil {
+		mod(&o)
+	}
+	m, err := New(o)
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	e := &timeEnv{t: t, m: m, clk: clk}
+	e.suite, err = crypto.Lookup(m.Suite())
+	require.NoError(t, err)
+	srv := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.calls.Add(1)
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok")
+	})))
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	return e
+}
+
+// mutReq is one hand-built request of a stored session.
+type mutReq struct {
+	suite    string // header suite; default the server's
+	body     []byte // inner body; default "hi"
+	newKey   crypto.PrivateKey
+	inHeader bool // envelope in the Dynkey-Envelope header
+}
+
+// envelope seals r from key `from` with token tok at the server's now.
+func (e *timeEnv) envelope(tok []byte, from crypto.PrivateKey, r mutReq) []byte {
+	t := e.t
+	k := e.m.ring.Load().primary
+	suite := r.suite
+	if suite == "" {
+		suite = e.suite.Name()
+	}
+	h := wire.RequestHeader{Type: wire.TypeRequest, Suite: suite, ServerKeyID: k.id, Token: tok, STime: uint64(e.now())}
+	id := wire.ComputeKeyID(suite, from.Public().Bytes())
+	h.ClientKey = id[:]
+	_, _ = rand.Read(h.MessageID[:])
+	in := wire.Inner{ContentType: "text/plain", Body: []byte("hi")}
+	if r.body != nil {
+		in.Body = r.body
+	}
+	if r.newKey != nil {
+		proof, _, err := e.suite.Seal(nil, k.public, r.newKey, []byte(wire.InfoProof), wire.ProofAAD(h.MessageID, id, r.newKey.Public().Bytes()), nil)
+		require.NoError(t, err)
+		in.NewClientKey, in.Proof, in.HasOffset = r.newKey.Public().Bytes(), proof, true
+	}
+	header, err := wire.AppendRequestHeader(nil, &h)
+	require.NoError(t, err)
+	pt, err := wire.AppendInner(nil, &in)
+	require.NoError(t, err)
+	ct, _, err := e.suite.Seal(nil, k.public, from, []byte(wire.InfoRequest), wire.RequestAAD(http.MethodPut, "/api/x", "", header), pt)
+	require.NoError(t, err)
+	return append(header, ct...)
+}
+
+// post sends a raw PUT to /api/x (envelope in the body, or in the header if
+// hdr is set) and returns the status and problem code ("" for a success).
+func (e *timeEnv) post(body io.Reader, contentLength int64, hdr string) (int, wire.Code) {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPut, e.url+"/api/x", body)
+	require.NoError(e.t, err)
+	req.ContentLength = contentLength
+	if hdr != "" {
+		req.Header.Set(wire.EnvelopeHeader, hdr)
+	} else {
+		req.Header.Set("Content-Type", wire.MediaType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	if resp.StatusCode == http.StatusOK {
+		return resp.StatusCode, ""
+	}
+	p, ok := wire.ParseProblem(b)
+	require.True(e.t, ok, "status %d: %s", resp.StatusCode, b)
+	return resp.StatusCode, p.Code
+}
+
+// sendMut seals r for a fresh session (changed by mod) and sends it.
+func (e *timeEnv) sendMut(mod func(*sessionRecord), r mutReq, fromPrev bool) wire.Code {
+	e.t.Helper()
+	sid, cur, prev := e.session(mod)
+	now := uint64(e.now())
+	tok := e.token(sid, now, now, now+3_600_000)
+	from := cur
+	if fromPrev {
+		from = prev
+	}
+	env := e.envelope(tok, from, r)
+	var code wire.Code
+	if r.inHeader {
+		_, code = e.post(nil, 0, wire.EncodeHeaderEnvelope(env))
+	} else {
+		_, code = e.post(bytes.NewReader(env), int64(len(env)), "")
+	}
+	return code
+}
+
+// chunked hides a reader's length, so the request goes out chunked.
+type chunked struct{ r io.Reader }
+
+func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// TestEnvelopeSizeBounds: the size limits of readEnvelope at their exact
+// boundaries, declared (Content-Length) and undeclared (chunked), in the
+// body and in the Dynkey-Envelope header.
+func TestEnvelopeSizeBounds(t *testing.T) {
+	const max = 4096
+	e := newMutEnv(t, nil, func(o *Options) { o.MaxBodySize = max })
+	limit := int64(max + envelopeOverhead)
+	junk := func(n int64) []byte {
+		b := bytes.Repeat([]byte{'x'}, int(n))
+		if n >= 2 {
+			b[0], b[1] = 'D', 'K'
+		}
+		return b
+	}
+	tests := []struct {
+		name    string
+		body    []byte
+		chunked bool
+		want    wire.Code
+	}{
+		{"declared, at the limit", junk(limit), false, wire.CodeBadFormat},
+		{"declared, one over", junk(limit + 1), false, wire.CodeTooLarge},
+		{"chunked, at the limit", junk(limit), true, wire.CodeBadFormat},
+		{"chunked, one over", junk(limit + 1), true, wire.CodeTooLarge},
+		{"chunked, empty", nil, true, wire.CodeNotEncrypted},
+		{"one byte", []byte("D"), false, wire.CodeNotEncrypted},
+		{"not DK", []byte("DXxxxxxx"), false, wire.CodeNotEncrypted},
+		{"not DK (first byte)", []byte("XKxxxxxx"), false, wire.CodeNotEncrypted},
+		{"DK junk", []byte("DKxxxxxx"), false, wire.CodeBadFormat},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e.t = t
+			var body io.Reader = bytes.NewReader(tc.body)
+			n := int64(len(tc.body))
+			if tc.chunked {
+				body, n = chunked{bytes.NewReader(tc.body)}, -1
+			}
+			_, code := e.post(body, n, "")
+			require.Equal(t, tc.want, code)
+		})
+	}
+
+	// A genuine envelope whose plaintext body is exactly MaxBodySize opens;
+	// one byte more is refused after the open.
+	t.Run("inner body at MaxBodySize", func(t *testing.T) {
+		e.t = t
+		require.Equal(t, wire.Code(""), e.sendMut(nil, mutReq{body: make([]byte, max)}, false))
+		require.Equal(t, wire.CodeTooLarge, e.sendMut(nil, mutReq{body: make([]byte, max+1)}, false))
+	})
+
+	// The Dynkey-Envelope header: an envelope whose encoding is exactly
+	// MaxEnvelopeHeaderSize characters opens; one that is longer is refused
+	// as too large.
+	t.Run("header envelope bounds", func(t *testing.T) {
+		e := newMutEnv(t, nil, nil) // MaxBodySize 1 MiB: the header's bound decides
+		sid, cur, _ := e.session(nil)
+		now := uint64(e.now())
+		tok := e.token(sid, now, now, now+3_600_000)
+		// The envelope grows by one byte per body byte: find the body size
+		// whose envelope encodes to exactly the bound.
+		want := wire.MaxEnvelopeHeaderSize * 3 / 4 // 6144 bytes encode to 8192 chars
+		base := len(e.envelope(tok, cur, mutReq{body: []byte{}}))
+		body := make([]byte, want-base)
+		env := e.envelope(tok, cur, mutReq{body: body})
+		require.Len(t, env, want)
+		hdr := wire.EncodeHeaderEnvelope(env)
+		require.Len(t, hdr, wire.MaxEnvelopeHeaderSize)
+		_, code := e.post(nil, 0, hdr)
+		require.Equal(t, wire.Code(""), code)
+		_, code = e.post(nil, 0, hdr+"A")
+		require.Equal(t, wire.CodeTooLarge, code)
+		// Header and body at once: refused.
+		_, code = e.post(strings.NewReader("x"), 1, base64.RawURLEncoding.EncodeToString(env[:10]))
+		require.Equal(t, wire.CodeBadFormat, code)
+	})
+}
+
+// TestSessionSuiteNoDowngrade: a message must use its session's suite. The
+// session here was stored under another suite name; without the check the
+// message would be refused later, and differently (client-key-unknown), so
+// the code shows which check refused it.
+func TestSessionSuiteNoDowngrade(t *testing.T) {
+	e := newMutEnv(t, nil, nil)
+	other := "pq-mlkem768-x25519"
+	if other == e.suite.Name() {
+		other = "ecies-x25519"
+	}
+	calls := e.calls.Load()
+	code := e.sendMut(func(sr *sessionRecord) { sr.Suite = other }, mutReq{}, false)
+	require.Equal(t, wire.CodeUnsupportedSuite, code)
+	require.Equal(t, calls, e.calls.Load())
+	require.Equal(t, wire.Code(""), e.sendMut(nil, mutReq{}, false))
+}
+
+// TestRotationTargets: a rotation must go to a key that is neither the
+// current one nor the previous one; a session without a previous key
+// rotates to a fresh one.
+func TestRotationTargets(t *testing.T) {
+	e := newMutEnv(t, nil, nil)
+	gen := func() crypto.PrivateKey {
+		k, err := e.suite.GenerateKey(nil)
+		require.NoError(t, err)
+		return k
+	}
+	t.Run("to the current key", func(t *testing.T) {
+		e.t = t
+		sid, cur, _ := e.session(nil)
+		now := uint64(e.now())
+		env := e.envelope(e.token(sid, now, now, now+3_600_000), cur, mutReq{newKey: cur})
+		_, code := e.post(bytes.NewReader(env), int64(len(env)), "")
+		require.Equal(t, wire.CodeRotationRefused, code)
+	})
+	t.Run("to the previous key", func(t *testing.T) {
+		e.t = t
+		sid, cur, prev := e.session(nil)
+		now := uint64(e.now())
+		env := e.envelope(e.token(sid, now, now, now+3_600_000), cur, mutReq{newKey: prev})
+		_, code := e.post(bytes.NewReader(env), int64(len(env)), "")
+		require.Equal(t, wire.CodeRotationRefused, code)
+	})
+	t.Run("from the previous key", func(t *testing.T) {
+		e.t = t
+		require.Equal(t, wire.CodeRotationRefused, e.sendMut(nil, mutReq{newKey: gen()}, true))
+	})
+	t.Run("no previous key, to a fresh key", func(t *testing.T) {
+		e.t = t
+		require.Equal(t, wire.Code(""), e.sendMut(func(sr *sessionRecord) { sr.PrevKey, sr.PrevUntil = nil, 0 }, mutReq{newKey: gen()}, false))
+	})
+	t.Run("to a fresh key, then the grace window holds the old key", func(t *testing.T) {
+		e.t = t
+		sid, cur, _ := e.session(nil)
+		now := uint64(e.now())
+		tok := e.token(sid, now, now, now+3_600_000)
+		nk := gen()
+		env := e.envelope(tok, cur, mutReq{newKey: nk})
+		_, code := e.post(bytes.NewReader(env), int64(len(env)), "")
+		require.Equal(t, wire.Code(""), code)
+		sr, _, err := e.m.loadSession(context.Background(), sid)
+		require.NoError(t, err)
+		require.Equal(t, nk.Public().Bytes(), sr.ClientKey)
+		require.Equal(t, cur.Public().Bytes(), sr.PrevKey)
+		require.Equal(t, e.now(), sr.KeyInstalled)
+		require.Equal(t, e.now()+int64(e.m.o.ClientKeyGrace/time.Millisecond), sr.PrevUntil)
+		// Both keys open requests now; the old one until PrevUntil.
+		for _, k := range []crypto.PrivateKey{nk, cur} {
+			env := e.envelope(tok, k, mutReq{})
+			_, code := e.post(bytes.NewReader(env), int64(len(env)), "")
+			require.Equal(t, wire.Code(""), code)
+		}
+	})
+}
+
+// casRaceStore lets another writer change a session right after the
+// rotation loaded it, as a second instance rotating the same session
+// concurrently would: the rotation's compare-and-swap must then fail, even
+// if the code re-read the session's version before it.
+type casRaceStore struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (s *casRaceStore) Get(ctx context.Context, key string) (store.Entry, error) {
+	e, err := s.Store.Get(ctx, key)
+	if err == nil && strings.HasPrefix(key, "dynkey/session/") && s.armed.CompareAndSwap(true, false) {
+		if _, err := s.Store.CompareAndSwap(ctx, key, e.Version, e.Value, time.Now().Add(time.Hour)); err != nil {
+			return store.Entry{}, err
+		}
+	}
+	return e, err
+}
+
+// TestConcurrentRotationLoses: a rotation whose compare-and-swap finds the
+// session changed since it was loaded is refused, the handler does not
+// run, and the message id stays unused.
+func TestConcurrentRotationLoses(t *testing.T) {
+	st := &casRaceStore{Store: memory.New()}
+	e := newMutEnv(t, st, nil)
+	sid, cur, _ := e.session(nil)
+	now := uint64(e.now())
+	nk, err := e.suite.GenerateKey(nil)
+	require.NoError(t, err)
+	env := e.envelope(e.token(sid, now, now, now+3_600_000), cur, mutReq{newKey: nk})
+	st.armed.Store(true)
+	calls := e.calls.Load()
+	_, code := e.post(bytes.NewReader(env), int64(len(env)), "")
+	require.False(t, st.armed.Load(), "the race was staged")
+	require.Equal(t, wire.CodeRotationRefused, code)
+	require.Equal(t, calls, e.calls.Load())
+}

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -173,6 +172,8 @@ func TestEnvelopeSizeBounds(t *testing.T) {
 		{"not DK", []byte("DXxxxxxx"), false, wire.CodeNotEncrypted},
 		{"not DK (first byte)", []byte("XKxxxxxx"), false, wire.CodeNotEncrypted},
 		{"DK junk", []byte("DKxxxxxx"), false, wire.CodeBadFormat},
+		{"just DK", []byte("DK"), false, wire.CodeBadFormat},
+		{"no body", nil, false, wire.CodeNotEncrypted},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -216,9 +217,17 @@ func TestEnvelopeSizeBounds(t *testing.T) {
 		require.Equal(t, wire.Code(""), code)
 		_, code = e.post(nil, 0, hdr+"A")
 		require.Equal(t, wire.CodeTooLarge, code)
-		// Header and body at once: refused.
-		_, code = e.post(strings.NewReader("x"), 1, base64.RawURLEncoding.EncodeToString(env[:10]))
+		// A valid header envelope with a body as well: refused, whether the
+		// body's length is declared or not; with an empty body it opens.
+		calls := e.calls.Load()
+		small := wire.EncodeHeaderEnvelope(e.envelope(tok, cur, mutReq{}))
+		_, code = e.post(strings.NewReader("x"), 1, small)
 		require.Equal(t, wire.CodeBadFormat, code)
+		_, code = e.post(chunked{strings.NewReader("x")}, -1, small)
+		require.Equal(t, wire.CodeBadFormat, code)
+		require.Equal(t, calls, e.calls.Load())
+		_, code = e.post(chunked{strings.NewReader("")}, -1, small)
+		require.Equal(t, wire.Code(""), code)
 	})
 }
 

@@ -24,6 +24,8 @@ import (
 	"github.com/dynkey/dynkey/store"
 	"github.com/dynkey/dynkey/store/memory"
 	"github.com/dynkey/dynkey/wire"
+
+	_ "github.com/dynkey/dynkey/crypto/pq"
 )
 
 // newMutEnv is newTimeEnv with options changed by mod and, if st is not
@@ -66,10 +68,13 @@ type mutReq struct {
 // envelope seals r from key `from` with token tok at the server's now.
 func (e *timeEnv) envelope(tok []byte, from crypto.PrivateKey, r mutReq) []byte {
 	t := e.t
-	k := e.m.ring.Load().primary
 	suite := r.suite
 	if suite == "" {
 		suite = e.suite.Name()
+	}
+	k := e.m.ring.Load().primaries[e.suite.Name()] // the primary of the sealing suite
+	if k == nil {
+		k = e.m.ring.Load().primary
 	}
 	h := wire.RequestHeader{Type: wire.TypeRequest, Suite: suite, ServerKeyID: k.id, Token: tok, STime: uint64(e.now())}
 	id := wire.ComputeKeyID(suite, from.Public().Bytes())
@@ -231,21 +236,36 @@ func TestEnvelopeSizeBounds(t *testing.T) {
 	})
 }
 
-// TestSessionSuiteNoDowngrade: a message must use its session's suite. The
-// session here was stored under another suite name; without the check the
-// message would be refused later, and differently (client-key-unknown), so
-// the code shows which check refused it.
+// TestSessionSuiteNoDowngrade: a deployment that switched suites (here
+// from ecies-x25519 to pq-xwing, on the same store) keeps serving the
+// sessions of the old suite, in the old suite only: a message must use its
+// session's suite, and a suite with no primary key is refused up front.
 func TestSessionSuiteNoDowngrade(t *testing.T) {
-	e := newMutEnv(t, nil, nil)
-	other := "pq-mlkem768-x25519"
-	if other == e.suite.Name() {
-		other = "ecies-x25519"
+	st := memory.New()
+	old := newMutEnv(t, st, nil)
+	require.Equal(t, "ecies-x25519", old.suite.Name())
+	cur := newMutEnv(t, st, func(o *Options) { o.Suite = "pq-xwing" })
+	require.NotNil(t, cur.m.ring.Load().primaries["ecies-x25519"], "the old suite's primary stays")
+	// An env that seals in the old suite against the new deployment.
+	e := &timeEnv{t: t, m: cur.m, clk: cur.clk, url: cur.url, suite: old.suite}
+	calls := cur.calls.Load()
+	tests := []struct {
+		name  string
+		sess  func(*sessionRecord)
+		suite string
+		want  wire.Code
+	}{
+		{"old-suite session in its suite", nil, "", ""},
+		{"new-suite session sending in the old suite", func(sr *sessionRecord) { sr.Suite = "pq-xwing" }, "", wire.CodeUnsupportedSuite},
+		{"a suite without a primary", nil, "no-such-suite", wire.CodeUnsupportedSuite},
 	}
-	calls := e.calls.Load()
-	code := e.sendMut(func(sr *sessionRecord) { sr.Suite = other }, mutReq{}, false)
-	require.Equal(t, wire.CodeUnsupportedSuite, code)
-	require.Equal(t, calls, e.calls.Load())
-	require.Equal(t, wire.Code(""), e.sendMut(nil, mutReq{}, false))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e.t = t
+			require.Equal(t, tc.want, e.sendMut(tc.sess, mutReq{suite: tc.suite}, false))
+		})
+	}
+	require.Equal(t, calls+1, cur.calls.Load(), "only the accepted request ran")
 }
 
 // TestRotationTargets: a rotation must go to a key that is neither the

@@ -11,6 +11,8 @@ package client
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -592,6 +594,7 @@ func TestRecoveriesBounded(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var n atomic.Int64
+			recoveries := c.Stats().Recoveries
 			tr.setHook(func(req *http.Request, forward func() (*http.Response, error)) (*http.Response, error) {
 				i := int(n.Add(1)) - 1
 				if i < len(tc.forged) {
@@ -606,6 +609,7 @@ func TestRecoveriesBounded(t *testing.T) {
 			require.Equal(t, tc.status, resp.StatusCode)
 			ids := tr.sent()
 			require.Len(t, ids, tc.sends)
+			require.Equal(t, uint64(tc.sends-1), c.Stats().Recoveries-recoveries, "recoveries counted")
 			for _, id := range ids {
 				require.Equal(t, ids[0], id, "every retry keeps the message id")
 			}
@@ -629,6 +633,11 @@ func TestRequestsGetFreshMessageIDs(t *testing.T) {
 	require.NotEqual(t, ids[1], ids[2])
 	var zero [wire.MessageIDSize]byte
 	require.NotEqual(t, zero, ids[0])
+	// What the rotation policy counts: messages and plaintext bytes.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Equal(t, uint64(3), c.sess.messages)
+	require.Equal(t, uint64(3*len("body")), c.sess.bytes)
 
 }
 
@@ -705,4 +714,115 @@ func TestResponseSizeBound(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	_, err = doReq(c, http.MethodPost, s.url+"/api/x?size="+strconv.Itoa(max+64<<10+1))
 	require.ErrorContains(t, err, "body larger than")
+}
+
+// offline is a transport that fails every request: a recovery that needs
+// the network (log in, refetch the directory, rotate on a heartbeat) then
+// fails with errOffline, one that does not succeeds.
+type offline struct{}
+
+var errOffline = errors.New("offline")
+
+func (offline) RoundTrip(*http.Request) (*http.Response, error) { return nil, errOffline }
+
+// TestRecoverDecisions: which refusals are retried, and which need the
+// network first, by the session's state when the refusal arrives.
+func TestRecoverDecisions(t *testing.T) {
+	d := newDirSigner(t)
+	clk := &mutClock{t: time.Unix(1_800_000_000, 0)}
+	c, err := New(Config{BaseURL: "https://dynkey.invalid", Username: "u", Password: "p", HeartbeatInterval: -1,
+		IdentityKey: d.id.Public().(ed25519.PublicKey), Logger: mutQuiet, Transport: offline{}, Now: clk.Now})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	keyA, keyB := d.key(), d.key()
+	c.mu.Lock()
+	_, err = c.acceptDirectoryLocked(d.sign("ecies-x25519", 1, 1000, keyA.Public().Bytes()), clk.Now(), false)
+	c.mu.Unlock()
+	require.NoError(t, err)
+
+	idOf := func(k crypto.PrivateKey) wire.KeyID { return wire.ComputeKeyID("ecies-x25519", k.Public().Bytes()) }
+	cur, old, pend := d.key(), d.key(), d.key()
+	newSess := func(pending crypto.PrivateKey) *session {
+		s := &session{key: cur, keyID: idOf(cur), pending: pending, token: []byte("token")}
+		c.mu.Lock()
+		c.sess = s
+		c.mu.Unlock()
+		return s
+	}
+	tests := []struct {
+		name    string
+		code    wire.Code
+		pending crypto.PrivateKey
+		used    crypto.PrivateKey
+		other   bool // the refusal belongs to a session already replaced
+		retry   bool
+		offline bool // the recovery needed the network
+	}{
+		{"client-key-unknown, current key: log in again", wire.CodeClientKeyUnknown, nil, cur, false, true, true},
+		{"client-key-unknown, key changed since: retry", wire.CodeClientKeyUnknown, nil, old, false, true, false},
+		{"client-key-unknown, the pending key refused: log in again", wire.CodeClientKeyUnknown, pend, pend, false, true, true},
+		{"client-key-unknown, another pending key: retry", wire.CodeClientKeyUnknown, pend, old, false, true, false},
+		{"client-key-expired, current key: rotate first", wire.CodeClientKeyExpired, nil, cur, false, true, true},
+		{"client-key-expired, rotated since: retry", wire.CodeClientKeyExpired, nil, old, false, true, false},
+		{"rotation-refused: retry", wire.CodeRotationRefused, nil, cur, false, true, false},
+		{"token-expired: log in again", wire.CodeTokenExpired, nil, cur, false, true, true},
+		{"token-invalid: log in again", wire.CodeTokenInvalid, nil, cur, false, true, true},
+		{"stale: refetch the directory", wire.CodeStale, nil, cur, false, true, true},
+		{"replay: never retried", wire.CodeReplay, nil, cur, false, false, false},
+		{"decrypt-failed: never retried", wire.CodeDecryptFailed, nil, cur, false, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSess(tc.pending)
+			retry, err := c.recover(context.Background(), wire.NewProblem(tc.code, ""), s, idOf(tc.used))
+			require.Equal(t, tc.retry, retry)
+			if tc.offline {
+				require.ErrorIs(t, err, errOffline)
+			} else {
+				require.NoError(t, err)
+			}
+		})
+	}
+
+	// server-key-unknown: a directory carried by the refusal is adopted if
+	// it verifies and changes the key; otherwise the directory is refetched,
+	// at most once every 10 seconds.
+	p := wire.NewProblem(wire.CodeServerKeyUnknown, "")
+	p.Directory = d.sign("ecies-x25519", 2, 2000, keyB.Public().Bytes())
+	require.NoError(t, c.recoverFrom(context.Background(), p))
+	id, _ := c.ServerKeyID()
+	require.Equal(t, idOf(keyB), id)
+	forged := newDirSigner(t)
+	p.Directory = forged.sign("ecies-x25519", 3, 3000, keyA.Public().Bytes())
+	require.ErrorIs(t, c.recoverFrom(context.Background(), p), errOffline, "not adopted: refetched")
+	id, _ = c.ServerKeyID()
+	require.Equal(t, idOf(keyB), id)
+
+	p.Directory = nil
+	for _, tc := range []struct {
+		name   string
+		ago    time.Duration
+		recent bool
+	}{
+		{"never fetched", -1, false},
+		{"just now", 0, true},
+		{"9.999s ago", 10*time.Second - time.Millisecond, true},
+		{"10s ago", 10 * time.Second, false},
+		{"an hour ago", time.Hour, false},
+	} {
+		t.Run("refetch "+tc.name, func(t *testing.T) {
+			c.mu.Lock()
+			c.lastDir = time.Time{}
+			if tc.ago >= 0 {
+				c.lastDir = clk.Now().Add(-tc.ago)
+			}
+			c.mu.Unlock()
+			err := c.recoverFrom(context.Background(), p)
+			if tc.recent {
+				require.ErrorContains(t, err, "less than 10s ago")
+			} else {
+				require.ErrorIs(t, err, errOffline)
+			}
+		})
+	}
 }

@@ -363,3 +363,32 @@ func TestConcurrentRotationLoses(t *testing.T) {
 	require.Equal(t, wire.CodeRotationRefused, code)
 	require.Equal(t, calls, e.calls.Load())
 }
+
+// seenStore records the expiry of every message id marked seen.
+type seenStore struct {
+	store.Store
+	exp atomic.Int64 // ms
+}
+
+func (s *seenStore) MarkSeen(ctx context.Context, key string, exp time.Time) (bool, error) {
+	s.exp.Store(exp.UnixMilli())
+	return s.Store.MarkSeen(ctx, key, exp)
+}
+
+// TestReplayWindowCoversFreshness: a message id is remembered for twice
+// the freshness window plus the margin (a message is fresh from window
+// before to window after the server's now), and a replay inside it is
+// refused.
+func TestReplayWindowCoversFreshness(t *testing.T) {
+	st := &seenStore{Store: memory.New()}
+	e := newMutEnv(t, st, func(o *Options) { o.FreshnessWindow = 90 * time.Second })
+	require.Equal(t, 3*time.Minute+time.Minute, e.m.replayWindow())
+	sid, cur, _ := e.session(nil)
+	now := uint64(e.now())
+	env := e.envelope(e.token(sid, now, now, now+3_600_000), cur, mutReq{})
+	_, code := e.post(bytes.NewReader(env), int64(len(env)), "")
+	require.Equal(t, wire.Code(""), code)
+	require.Equal(t, e.now()+(4*time.Minute).Milliseconds(), st.exp.Load())
+	_, code = e.post(bytes.NewReader(env), int64(len(env)), "")
+	require.Equal(t, wire.CodeReplay, code)
+}

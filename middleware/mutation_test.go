@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -391,4 +392,83 @@ func TestReplayWindowCoversFreshness(t *testing.T) {
 	require.Equal(t, e.now()+(4*time.Minute).Milliseconds(), st.exp.Load())
 	_, code = e.post(bytes.NewReader(env), int64(len(env)), "")
 	require.Equal(t, wire.CodeReplay, code)
+}
+
+// TestKEKSealedLengths: a sealed secret is refused, never sliced out of
+// range, however short; an empty secret round-trips.
+func TestKEKSealedLengths(t *testing.T) {
+	ks, err := newKEKSet(mtKEK(9), nil)
+	require.NoError(t, err)
+	sealed, err := ks.seal(rand.Reader, "p", "id", nil)
+	require.NoError(t, err)
+	pt, err := ks.open("p", "id", sealed)
+	require.NoError(t, err)
+	require.Empty(t, pt)
+	for n := 0; n < len(sealed); n++ {
+		_, err := ks.open("p", "id", sealed[:n])
+		require.Error(t, err, "%d bytes", n)
+	}
+	_, err = ks.open("p", "other id", sealed)
+	require.Error(t, err)
+}
+
+// TestTokenBounds: tokens at the bounds of their fields are minted and
+// opened exactly; short or malformed ones are invalid, never a panic.
+func TestTokenBounds(t *testing.T) {
+	e := newMutEnv(t, nil, nil)
+	ctx := context.Background()
+	now := e.clk.Now()
+	ms := now.UnixMilli()
+	var sid [16]byte
+	_, _ = rand.Read(sid[:])
+	mint := func(c claims) ([]byte, error) { return e.m.mintToken(&c) }
+
+	// The shortest valid token: empty username, times 0 except expires.
+	tok, err := mint(claims{SessionID: sid, Expires: ms + 1})
+	require.NoError(t, err)
+	require.Len(t, tok, tokenHeader+tokenNonceSize+16+claimsFixed)
+	c, err := e.m.openToken(ctx, tok, now)
+	require.NoError(t, err)
+	require.Equal(t, sid, c.SessionID)
+	require.Equal(t, int64(0), c.STime)
+	require.Empty(t, c.Username)
+	for n := 0; n < len(tok); n++ {
+		_, err := e.m.openToken(ctx, tok[:n], now)
+		require.ErrorIs(t, err, errTokenInvalid, "%d bytes", n)
+	}
+	// All times 0 are valid (the token is expired, not invalid).
+	tok, err = mint(claims{SessionID: sid})
+	require.NoError(t, err)
+	_, err = e.m.openToken(ctx, tok, now)
+	require.ErrorIs(t, err, errTokenExpired)
+	for _, c := range []claims{{STime: -1}, {Issued: -1}, {Expires: -1}} {
+		_, err := mint(c)
+		require.Error(t, err, "%+v", c)
+	}
+	// Username length: 256 bytes is the limit.
+	long := strings.Repeat("u", maxUsername)
+	tok, err = mint(claims{SessionID: sid, Expires: ms + 1, Username: long})
+	require.NoError(t, err)
+	c, err = e.m.openToken(ctx, tok, now)
+	require.NoError(t, err)
+	require.Equal(t, long, c.Username)
+	_, err = mint(claims{SessionID: sid, Expires: ms + 1, Username: long + "u"})
+	require.Error(t, err)
+	// Wrong version byte.
+	tok, err = mint(claims{SessionID: sid, Expires: ms + 1})
+	require.NoError(t, err)
+	tok[0]++
+	_, err = e.m.openToken(ctx, tok, now)
+	require.ErrorIs(t, err, errTokenInvalid)
+}
+
+// TestAgeDurationLargest: the largest age in whole ms that a Duration holds
+// is exact; one more is clamped to the largest Duration.
+func TestAgeDurationLargest(t *testing.T) {
+	lim := int64(math.MaxInt64 / int64(time.Millisecond))
+	require.Equal(t, time.Duration(lim)*time.Millisecond, ageDuration(lim, 0))
+	require.Equal(t, time.Duration(math.MaxInt64), ageDuration(lim+1, 0))
+	require.Equal(t, time.Duration(0), ageDuration(5, 5))
+	require.Equal(t, time.Duration(0), ageDuration(5, 6))
+	require.Equal(t, time.Millisecond, ageDuration(6, 5))
 }

@@ -472,3 +472,30 @@ func TestAgeDurationLargest(t *testing.T) {
 	require.Equal(t, time.Duration(0), ageDuration(5, 6))
 	require.Equal(t, time.Millisecond, ageDuration(6, 5))
 }
+
+// TestValidHeaderFieldBounds: the characters at the edges of what a header
+// name and value may hold.
+func TestValidHeaderFieldBounds(t *testing.T) {
+	tests := []struct {
+		name, n, v string
+		ok         bool
+	}{
+		{"plain", "X-A", "b c", true},
+		{"space in name", "X A", "b", false},
+		{"! in name", "X!", "b", true},
+		{"~ in name", "X~", "b", true},
+		{"DEL in name", "X\x7f", "b", false},
+		{"colon in name", "X:", "b", false},
+		{"empty name", "", "b", false},
+		{"space in value", "X", " ", true},
+		{"tab in value", "X", "a\tb", true},
+		{"0x1f in value", "X", "a\x1fb", false},
+		{"newline in value", "X", "a\nb", false},
+		{"DEL in value", "X", "a\x7fb", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.ok, validHeaderField(tc.n, tc.v))
+		})
+	}
+}

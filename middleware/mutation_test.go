@@ -499,3 +499,57 @@ func TestValidHeaderFieldBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestRotateKEKResealsEveryTokenKey: after RotateKEK, every token key of
+// the ring — the primary and each retired one — opens under the new KEK
+// alone.
+func TestRotateKEKResealsEveryTokenKey(t *testing.T) {
+	ctx := context.Background()
+	clk := newMTClock()
+	st := memory.New()
+	m, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(4), Authenticator: mtUsers(t), TokenKeyRotation: time.Hour,
+		TokenTTL: 3 * time.Hour, MaintainInterval: -1, RingPollInterval: -1, Now: clk.Now, Logger: mtQuiet})
+	require.NoError(t, err)
+	defer m.Close()
+	for range 3 {
+		clk.Advance(61 * time.Minute)
+		require.NoError(t, m.Rotate(ctx))
+		require.NoError(t, m.Maintain(ctx))
+	}
+	require.GreaterOrEqual(t, len(mtRing(t, st).TokenKeys), 3, "two retired token keys or more")
+	require.NoError(t, m.RotateKEK(ctx, mtKEK(5)))
+
+	m2, err := New(Options{Store: st, KeyEncryptionKey: mtKEK(5), Authenticator: mtUsers(t), TokenKeyRotation: time.Hour,
+		TokenTTL: 3 * time.Hour, MaintainInterval: -1, RingPollInterval: -1, Now: clk.Now, Logger: mtQuiet})
+	require.NoError(t, err, "the ring opens under the new KEK alone")
+	m2.Close()
+}
+
+// TestTokenFromAnInstanceThatRotatedFirst: a token sealed under a token key
+// this instance has not loaded yet (another instance rotated it) makes it
+// reload the ring, and opens.
+func TestTokenFromAnInstanceThatRotatedFirst(t *testing.T) {
+	ctx := context.Background()
+	clk := newMTClock()
+	st := memory.New()
+	opts := func() Options {
+		return Options{Store: st, KeyEncryptionKey: mtKEK(4), Authenticator: mtUsers(t), TokenKeyRotation: time.Hour,
+			TokenTTL: 3 * time.Hour, MaintainInterval: -1, RingPollInterval: -1, Now: clk.Now, Logger: mtQuiet}
+	}
+	a, err := New(opts())
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := New(opts())
+	require.NoError(t, err)
+	defer b.Close()
+	before := b.ring.Load().tokenPrimary.id
+	clk.Advance(61 * time.Minute)
+	require.NoError(t, a.Rotate(ctx))
+	require.NoError(t, a.Maintain(ctx))
+	require.NotEqual(t, before, a.ring.Load().tokenPrimary.id, "a rotated its token key")
+	ms := clk.Now().UnixMilli()
+	tok, err := a.mintToken(&claims{Username: "alice", Issued: ms, Expires: ms + 60_000})
+	require.NoError(t, err)
+	_, err = b.openToken(ctx, tok, clk.Now())
+	require.NoError(t, err)
+}

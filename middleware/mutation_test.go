@@ -553,3 +553,37 @@ func TestTokenFromAnInstanceThatRotatedFirst(t *testing.T) {
 	_, err = b.openToken(ctx, tok, clk.Now())
 	require.NoError(t, err)
 }
+
+// TestLimiterBudgetEdges: both limiters allow exactly the budget of
+// failures within the window, refuse the next one, and count afresh from
+// the exact end of the window.
+func TestLimiterBudgetEdges(t *testing.T) {
+	ctx := context.Background()
+	const w = time.Minute
+	o := LimiterOptions{PerAddressUser: 2, Window: w}
+	for _, tc := range []struct {
+		name string
+		l    func() LoginLimiter
+	}{
+		{"store", func() LoginLimiter { return NewStoreLimiter(memory.New(), o) }},
+		{"memory", func() LoginLimiter { return NewMemoryLimiter(o) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := tc.l()
+			t0 := time.Now().Round(time.Millisecond)
+			at := func(d time.Duration) LoginAttempt { return LoginAttempt{Address: "192.0.2.1", User: "alice", At: t0.Add(d)} }
+			for i := range 2 {
+				ok, err := l.Allow(ctx, at(0))
+				require.NoError(t, err)
+				require.True(t, ok, "failure %d within the budget", i+1)
+				l.Done(ctx, at(0), LoginFailed)
+			}
+			ok, err := l.Allow(ctx, at(w-time.Millisecond))
+			require.NoError(t, err)
+			require.False(t, ok, "over the budget, inside the window")
+			ok, err = l.Allow(ctx, at(w))
+			require.NoError(t, err)
+			require.True(t, ok, "the window ended exactly")
+		})
+	}
+}

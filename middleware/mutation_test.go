@@ -571,7 +571,9 @@ func TestLimiterBudgetEdges(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := tc.l()
 			t0 := time.Now().Round(time.Millisecond)
-			at := func(d time.Duration) LoginAttempt { return LoginAttempt{Address: "192.0.2.1", User: "alice", At: t0.Add(d)} }
+			at := func(d time.Duration) LoginAttempt {
+				return LoginAttempt{Address: "192.0.2.1", User: "alice", At: t0.Add(d)}
+			}
 			for i := range 2 {
 				ok, err := l.Allow(ctx, at(0))
 				require.NoError(t, err)

@@ -826,3 +826,57 @@ func TestRecoverDecisions(t *testing.T) {
 		})
 	}
 }
+
+// TestInFlightAndLostRotation: requests in flight are counted by the key
+// that authenticated them (no rotation while an older key is in flight) and
+// uncounted when they end; a rotation whose response is lost leaves its key
+// pending, tried first by the next request, which confirms it.
+func TestInFlightAndLostRotation(t *testing.T) {
+	s := startMutServer(t)
+	tr := &hookTransport{}
+	c := newMutClient(t, s, tr)
+	_, err := doReq(c, http.MethodPost, s.url+"/api/x")
+	require.NoError(t, err)
+	inFlight := func() map[wire.KeyID]int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		out := map[wire.KeyID]int{}
+		for k, v := range c.sess.inFlight {
+			out[k] = v
+		}
+		return out
+	}
+	cur, _ := c.ClientKeyID()
+	var during map[wire.KeyID]int
+	tr.setHook(func(req *http.Request, forward func() (*http.Response, error)) (*http.Response, error) {
+		during = inFlight()
+		return forward()
+	})
+	_, err = doReq(c, http.MethodPost, s.url+"/api/x")
+	require.NoError(t, err)
+	require.Equal(t, map[wire.KeyID]int{cur: 1}, during)
+	require.Empty(t, inFlight(), "uncounted once it ended")
+
+	// A rotation on a PUT whose response is lost after the server applied it.
+	lost := errors.New("response lost")
+	tr.setHook(func(req *http.Request, forward func() (*http.Response, error)) (*http.Response, error) {
+		r, err := forward()
+		if err == nil {
+			r.Body.Close()
+		}
+		return nil, lost
+	})
+	c.RotateNow()
+	_, err = doReq(c, http.MethodPut, s.url+"/api/x")
+	require.ErrorIs(t, err, lost)
+	tr.setHook(nil)
+	c.mu.Lock()
+	pending := c.sess.pending
+	c.mu.Unlock()
+	require.NotNil(t, pending, "the rotation's outcome is unknown: its key is pending")
+	_, err = doReq(c, http.MethodPost, s.url+"/api/x")
+	require.NoError(t, err)
+	now, _ := c.ClientKeyID()
+	require.Equal(t, wire.ComputeKeyID("ecies-x25519", pending.Public().Bytes()), now, "the pending key was confirmed")
+	require.Empty(t, inFlight())
+}

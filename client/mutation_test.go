@@ -880,3 +880,32 @@ func TestInFlightAndLostRotation(t *testing.T) {
 	require.Equal(t, wire.ComputeKeyID("ecies-x25519", pending.Public().Bytes()), now, "the pending key was confirmed")
 	require.Empty(t, inFlight())
 }
+
+// TestHeadResponseAuthenticity: a HEAD response is authenticated from its
+// Dynkey-Response header; without it, or with a bad one, it is refused.
+func TestHeadResponseAuthenticity(t *testing.T) {
+	s := startMutServer(t)
+	tr := &hookTransport{}
+	c := newMutClient(t, s, tr)
+	head := func() (*http.Response, error) {
+		req, err := http.NewRequest(http.MethodHead, s.url+"/api/x", nil)
+		require.NoError(t, err)
+		return c.HTTPClient().Do(req)
+	}
+	resp, err := head()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp.Body.Close()
+	for _, v := range []string{"", "!!", "AA"} {
+		tr.setHook(func(req *http.Request, forward func() (*http.Response, error)) (*http.Response, error) {
+			r, err := forward()
+			if err == nil {
+				r.Header.Set(wire.ResponseHeader, v)
+			}
+			return r, err
+		})
+		_, err := head()
+		require.ErrorIs(t, err, ErrResponseNotAuthentic, "%q", v)
+	}
+	tr.setHook(nil)
+}

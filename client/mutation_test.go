@@ -874,10 +874,12 @@ func TestInFlightAndLostRotation(t *testing.T) {
 	pending := c.sess.pending
 	c.mu.Unlock()
 	require.NotNil(t, pending, "the rotation's outcome is unknown: its key is pending")
+	rotations := c.Stats().ClientRotations
 	_, err = doReq(c, http.MethodPost, s.url+"/api/x")
 	require.NoError(t, err)
 	now, _ := c.ClientKeyID()
 	require.Equal(t, wire.ComputeKeyID("ecies-x25519", pending.Public().Bytes()), now, "the pending key was confirmed")
+	require.Equal(t, rotations+1, c.Stats().ClientRotations, "the confirmed rotation is counted")
 	require.Empty(t, inFlight())
 }
 

@@ -20,6 +20,7 @@ export type ProblemCode =
   | "login-failed"
   | "login-throttled"
   | "login-busy"
+  | "outcome-unknown"
   | "method-not-allowed"
   | "unavailable";
 

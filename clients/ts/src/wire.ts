@@ -59,6 +59,7 @@ export const PROBLEM_STATUS: Readonly<Record<string, number>> = {
   "login-failed": 401,
   "login-throttled": 429,
   "login-busy": 503,
+  "outcome-unknown": 409,
   "method-not-allowed": 405,
   unavailable: 503,
 };

@@ -913,3 +913,47 @@ func TestHeadResponseAuthenticity(t *testing.T) {
 	}
 	tr.setHook(nil)
 }
+
+// TestHeartbeatResultNeedsATrustedDirectory: a heartbeat whose directory is
+// signed by another identity is refused as an error, and neither its s_time
+// nor its rotation hint is adopted; a genuine one is adopted. (Kills the
+// heartbeat.go mutants that adopt the s_time or report success on a refused
+// directory.)
+func TestHeartbeatResultNeedsATrustedDirectory(t *testing.T) {
+	d := newDirSigner(t)
+	other := newDirSigner(t)
+	pub := d.key().Public().Bytes()
+	at := time.Unix(1_800_000_000, 0)
+	c, err := New(Config{BaseURL: "https://dynkey.invalid", Username: "u", Password: "p", HeartbeatInterval: -1,
+		IdentityKey: d.id.Public().(ed25519.PublicKey), Logger: mutQuiet, Now: func() time.Time { return at }})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	c.mu.Lock()
+	_, err = c.acceptDirectoryLocked(d.sign("ecies-x25519", 5, 1000, pub), at, false)
+	c.mu.Unlock()
+	require.NoError(t, err)
+
+	hb := func(sd *wire.SignedDirectory, sTime int64) *result {
+		b, err := json.Marshal(wire.HeartbeatResponse{STime: sTime, Directory: sd, RotateClientKey: true})
+		require.NoError(t, err)
+		return &result{body: b, at: at}
+	}
+	state := func() (uint64, bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.sTime, c.forceRot
+	}
+
+	// Signed by an identity the client does not trust: refused, nothing adopted.
+	err = c.heartbeatResult(hb(other.sign("ecies-x25519", 6, 9_000_000, pub), 9_000_000))
+	require.Error(t, err)
+	sTime, force := state()
+	require.Equal(t, uint64(1000), sTime, "s_time of a refused heartbeat adopted")
+	require.False(t, force, "rotation hint of a refused heartbeat adopted")
+
+	// Genuine: adopted.
+	require.NoError(t, c.heartbeatResult(hb(d.sign("ecies-x25519", 6, 2000, pub), 2000)))
+	sTime, force = state()
+	require.Equal(t, uint64(2000), sTime)
+	require.True(t, force)
+}

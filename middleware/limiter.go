@@ -164,7 +164,7 @@ func pairKey(o LimiterOptions, a LoginAttempt) string {
 // counters; when that many are live it refuses new ones (fails closed)
 // until some expire.
 func NewMemoryLimiter(o LimiterOptions) LoginLimiter {
-	return &memoryLimiter{o: o.withDefaults(), counts: map[string]*memCount{}}
+	return &memoryLimiter{o: o.withDefaults(), counts: map[string]*memCount{}, max: maxMemoryLimiterEntries}
 }
 
 // maxMemoryLimiterEntries bounds the memory limiter (about 100 bytes each).
@@ -174,6 +174,7 @@ type memoryLimiter struct {
 	o      LimiterOptions
 	mu     sync.Mutex
 	counts map[string]*memCount
+	max    int // maxMemoryLimiterEntries; smaller in tests
 }
 
 type memCount struct {
@@ -203,13 +204,13 @@ func (l *memoryLimiter) Allow(_ context.Context, a LoginAttempt) (bool, error) {
 			return false, nil
 		}
 	}
-	if fresh > 0 && len(l.counts)+fresh > maxMemoryLimiterEntries {
+	if fresh > 0 && len(l.counts)+fresh > l.max {
 		for k, c := range l.counts {
 			if !a.At.Before(c.until) {
 				delete(l.counts, k)
 			}
 		}
-		if len(l.counts)+fresh > maxMemoryLimiterEntries {
+		if len(l.counts)+fresh > l.max {
 			return false, nil
 		}
 	}

@@ -591,3 +591,29 @@ func TestLimiterBudgetEdges(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryLimiterFailsClosedWhenFull: past its bound on live counters the
+// in-process limiter refuses new attempts (a flood of distinct addresses
+// and users cannot grow it without bound), and takes them again once old
+// counters have expired.
+func TestMemoryLimiterFailsClosedWhenFull(t *testing.T) {
+	l := NewMemoryLimiter(LimiterOptions{Window: time.Minute}).(*memoryLimiter)
+	l.max = 6 // each attempt below needs 3 counters: (address, user), user, address
+	ctx := context.Background()
+	t0 := time.Unix(1_800_000_000, 0)
+	for i, a := range []LoginAttempt{{"10.0.0.1", "u1", t0}, {"10.0.0.2", "u2", t0}} {
+		ok, err := l.Allow(ctx, a)
+		if err != nil || !ok {
+			t.Fatalf("attempt %d under the bound: ok=%v err=%v", i, ok, err)
+		}
+	}
+	if ok, err := l.Allow(ctx, LoginAttempt{"10.0.0.3", "u3", t0.Add(time.Second)}); err != nil || ok {
+		t.Fatalf("attempt past the bound: ok=%v err=%v, want refused", ok, err)
+	}
+	if n := len(l.counts); n > l.max {
+		t.Fatalf("%d counters, bound %d", n, l.max)
+	}
+	if ok, err := l.Allow(ctx, LoginAttempt{"10.0.0.3", "u3", t0.Add(2 * time.Minute)}); err != nil || !ok {
+		t.Fatalf("attempt after the old counters expired: ok=%v err=%v", ok, err)
+	}
+}

@@ -195,6 +195,13 @@ interface SealParams {
   pending?: boolean;
   sentAt?: number;
   messageId?: Uint8Array;
+  /**
+   * The secrets of the earlier envelopes of this request (its retries keep
+   * the message id): the server answers a resent id with the response it
+   * stored for the first copy, sealed to that copy's secret (PROTOCOL.md
+   * §11a). exchange appends each envelope's secret.
+   */
+  secrets?: Uint8Array[];
 }
 
 interface Result {
@@ -762,12 +769,28 @@ class Client implements DynkeyClient {
         }
         if (sealedBody.length === 0) throw new DynkeyError("response-not-authentic", `dynkey: HEAD response without a valid ${RESPONSE_HEADER} header`);
       }
-      const opened = await openResponse(sealed.secret, messageId, status, sealedBody);
+      // This envelope's secret first; then those of the request's earlier
+      // envelopes (a stored answer to the first copy). Each is tried with
+      // the AEAD, which fails closed: nothing unauthenticated is passed on.
+      const earlier = p.secrets ?? [];
+      let opened: { contentType: string; body: Uint8Array } | undefined;
+      let lastErr: unknown;
+      for (const secret of [sealed.secret, ...earlier.slice().reverse()]) {
+        try {
+          opened = await openResponse(secret, messageId, status, sealedBody);
+          break;
+        } catch (e) {
+          lastErr = e;
+        }
+      }
+      p.secrets?.push(sealed.secret);
+      if (!opened) throw lastErr;
       res.status = status;
       res.contentType = opened.contentType;
       res.body = opened.body;
       return res;
     }
+    p.secrets?.push(sealed.secret);
     if (mt === PROBLEM_MEDIA_TYPE && resp.status >= 400) {
       // A refusal, sent before any handler ran. Not authenticated: the client
       // acts on it only in ways an attacker on the path could force anyway.
@@ -792,10 +815,10 @@ class Client implements DynkeyClient {
   // ---- a request under the session ------------------------------------------
 
   /** Seals and sends one request under the session, rotating if the policy says so, and settles the rotation. */
-  private async send(req: OutgoingRequest, allowRotate: boolean, messageId?: Uint8Array): Promise<{ res: Result; sess: Session }> {
+  private async send(req: OutgoingRequest, allowRotate: boolean, messageId?: Uint8Array, secrets?: Uint8Array[]): Promise<{ res: Result; sess: Session }> {
     const sess = this.sess;
     if (!sess) throw new DynkeyError("closed", "dynkey: not logged in");
-    const p: SealParams = { type: TYPE_REQUEST, key: sess.key, clientKey: sess.key.id, token: sess.token, messageId };
+    const p: SealParams = { type: TYPE_REQUEST, key: sess.key, clientKey: sess.key.id, token: sess.token, messageId, secrets };
     let used = sess.key;
     if (sess.pending) {
       p.key = sess.pending;
@@ -893,7 +916,8 @@ class Client implements DynkeyClient {
     if (this.closed) throw new DynkeyError("closed", "dynkey: client closed");
     if (!this.sess && this.opts.sessionStore) await (this.restoreP ??= this.restore());
     if (!this.sess) await this.loginOnce(null);
-    let { res, sess } = await this.send(req, mayCarryRotation(req));
+    const secrets: Uint8Array[] = [];
+    let { res, sess } = await this.send(req, mayCarryRotation(req), undefined, secrets);
     const recovered: string[] = [];
     while (recovered.length < MAX_RECOVERIES) {
       const prob = res.problem;
@@ -912,7 +936,7 @@ class Client implements DynkeyClient {
       if (!retry) break;
       this.counters.recoveries++;
       this.emit("recovered", `recovered from ${prob.code}; retrying`);
-      ({ res, sess } = await this.send(req, false, res.messageId));
+      ({ res, sess } = await this.send(req, false, res.messageId, secrets));
     }
     return res;
   }
